@@ -1,0 +1,185 @@
+"""The `mlgrade` command line. Exit codes: 0 done, 1 validation failed, 2 bad input, 3 infrastructure."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import BadInput, InfraError
+from .exercises import Exercise, all_exercise_ids, load_exercise
+
+BACKEND_CHOICES = ["auto", "bwrap", "process"]
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def _progress(message: str) -> None:
+    err.print(f"[dim]… {message}[/]")
+
+
+def _grader(backend: str):
+    from .pipeline import Grader  # imported late: `mlgrade list` stays instant
+    return Grader(backend, progress=_progress)
+
+
+def _exercises(names: Sequence[str], every: bool) -> list[Exercise]:
+    if every:
+        names = all_exercise_ids()
+    if not names:
+        raise BadInput("name at least one exercise, or pass --all")
+    return [load_exercise(name) for name in names]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    table = Table("id", "title", "device", "level", "time")
+    for name in all_exercise_ids():
+        ex = load_exercise(name)
+        table.add_row(ex.id, ex.manifest.title, ex.manifest.device, ex.manifest.level, f"{ex.manifest.time_budget_min} min")
+    out.print(table)
+    return 0
+
+
+SELF_CHECK = '''"""Self-check: run the public tests against your code (python self_check.py)."""
+import sys
+
+import pytest
+
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/public"]))
+'''
+
+
+def cmd_kit(args: argparse.Namespace) -> int:
+    exercise = load_exercise(args.exercise)
+    dest = Path(args.out)
+    if dest.exists() and any(dest.iterdir()):
+        raise BadInput(f"--out {dest}: folder exists and is not empty")
+    staging = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(exercise.starter, staging, ignore=ignore)
+    shutil.copy2(exercise.brief, staging / "README.md")
+    if (exercise.tests / "public").is_dir():
+        shutil.copytree(exercise.tests / "public", staging / "tests" / "public", ignore=ignore)
+    (staging / "self_check.py").write_text(SELF_CHECK)
+    if dest.exists():
+        dest.rmdir()
+    staging.rename(dest)
+    out.print(f"kit for {exercise.id} written to {dest}: start with README.md; self-check: "
+              f"cd {dest} && python self_check.py")
+    return 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .report import candidate_view, print_table, to_markdown, validate_report
+    from .pipeline import write_reports
+    exercise = load_exercise(args.exercise)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BadInput(f"--out {args.out}: exists and is not a folder")
+    report = _grader(args.backend).grade(exercise, Path(args.submission), device=args.device, seed=args.seed)
+    if args.view == "candidate":
+        report = candidate_view(report)
+        validate_report(report)
+    if args.out:
+        write_reports(report, Path(args.out), to_markdown(report))
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        print_table(report, out)
+        if args.out:
+            out.print(f"reports written to {args.out}/report.json and report.md")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate_exercise
+    if args.repeat < 1:
+        raise BadInput("--repeat must be at least 1")
+    exercises = _exercises(args.exercises, args.all)
+    grader = _grader(args.backend)
+    ok = True
+    for exercise in exercises:
+        result = validate_exercise(grader, exercise, repeat=args.repeat)
+        out.print(result.line(), markup=False, soft_wrap=True)
+        for problem in result.problems[1:]:
+            err.print(f"  {exercise.id}: {problem}", markup=False)
+        ok &= result.valid
+    return 0 if ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    grader = _grader(args.backend)
+    table = Table("exercise", "submission", "score", "band", "ok", title=f"mlgrade demo ({grader.backend.name} backend)")
+    ok = True
+    for name in all_exercise_ids():
+        exercise = load_exercise(name)
+        runs = [("reference", exercise.reference, (100.0, 100.0)), ("starter", exercise.starter, (0.0, 10.0))]
+        runs += [(c.name, exercise.calibration(c.name), c.band) for c in exercise.manifest.calibration]
+        for label, path, (low, high) in runs:
+            pct = grader.grade(exercise, path)["score"]["percent"]
+            inside = low <= pct <= high
+            ok &= inside
+            table.add_row(exercise.id, label, f"{pct:.1f}%", f"{low:g}–{high:g}%", "✓" if inside else "[red]✗[/]")
+    out.print(table)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mlgrade", description="Grade ML-engineering take-home submissions in a sandbox.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="list exercises").set_defaults(func=cmd_list)
+
+    kit = sub.add_parser("kit", help="write the candidate's handout for an exercise")
+    kit.add_argument("exercise")
+    kit.add_argument("--out", required=True, help="folder to create")
+    kit.set_defaults(func=cmd_kit)
+
+    grade = sub.add_parser("grade", help="grade one submission (folder, .zip or .tar.gz)")
+    grade.add_argument("exercise")
+    grade.add_argument("submission")
+    grade.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    grade.add_argument("--out", help="folder for report.json and report.md (nothing is written without it)")
+    grade.add_argument("--view", choices=["grader", "candidate"], default="grader")
+    grade.add_argument("--json", action="store_true", help="print the report JSON on stdout")
+    grade.add_argument("--seed", type=int, default=0)
+    grade.set_defaults(func=cmd_grade)
+
+    validate = sub.add_parser("validate", help="check exercises against their reference, starter and calibration")
+    validate.add_argument("exercises", nargs="*")
+    validate.add_argument("--all", action="store_true")
+    validate.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    validate.add_argument("--repeat", type=int, default=1)
+    validate.set_defaults(func=cmd_validate)
+
+    demo = sub.add_parser("demo", help="grade every bundled reference, starter and calibration submission")
+    demo.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInput as exc:
+        err.print(f"mlgrade: error: {exc}", markup=False, soft_wrap=True)
+        return 2
+    except InfraError as exc:
+        err.print(f"mlgrade: infrastructure error: {exc}", markup=False, soft_wrap=True)
+        return 3
+    except KeyboardInterrupt:
+        err.print("mlgrade: interrupted", markup=False)
+        return 130

@@ -1,0 +1,139 @@
+"""The exercise manifest (`exercises/<id>/exercise.toml`): parsing and validation.
+
+A wrong manifest is refused with one line naming the file, the key and the problem.
+"""
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import BadInput
+
+SLUG = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LimitsSpec(_Strict):
+    wall_s: float = Field(600, gt=0, le=24 * 3600)
+    test_timeout_s: float = Field(30, gt=0)
+    memory_mb: int = Field(4096, ge=64)
+    cpus: int = Field(2, ge=1)
+    pids: int = Field(512, ge=8)
+    output_kb: int = Field(256, ge=1)
+    file_size_mb: int = Field(64, ge=1)
+
+
+class Check(_Strict):
+    id: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1)
+    kind: Literal["pytest"] = "pytest"
+    visibility: Literal["public", "hidden"]
+    points: float = Field(gt=0)
+    tests: list[str] = Field(min_length=1)
+    timeout_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _tests_match_visibility(self) -> "Check":
+        for pattern in self.tests:
+            if not pattern.startswith(self.visibility + "/"):
+                raise ValueError(f"test {pattern!r} is not under {self.visibility}/ like its check")
+        return self
+
+    def owns(self, nodeid: str) -> bool:
+        """True when nodeid falls under one of this check's node-id prefixes."""
+        return any(matches(pattern, nodeid) for pattern in self.tests)
+
+
+class Calibration(_Strict):
+    name: str = Field(pattern=SLUG)
+    band: tuple[float, float]
+    flaw: str = Field(min_length=1)
+
+    @field_validator("band")
+    @classmethod
+    def _band_order(cls, band: tuple[float, float]) -> tuple[float, float]:
+        low, high = band
+        if not 0 <= low <= high <= 100:
+            raise ValueError("band must be [low, high] with 0 <= low <= high <= 100")
+        return band
+
+
+class Manifest(_Strict):
+    id: str = Field(pattern=SLUG)
+    title: str = Field(min_length=1)
+    summary: str = Field(min_length=1)
+    level: Literal["junior", "mid", "senior"]
+    time_budget_min: int = Field(gt=0)
+    device: Literal["cpu", "cuda", "any"]
+    required_files: list[str] = Field(min_length=1)
+    limits: LimitsSpec = LimitsSpec()
+    checks: list[Check] = Field(min_length=1)
+    calibration: list[Calibration] = []
+    starter_passes: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Manifest":
+        for what, names in (("check id", [c.id for c in self.checks]),
+                            ("calibration name", [c.name for c in self.calibration])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+        for path in self.required_files:
+            if path.startswith("/") or ".." in Path(path).parts:
+                raise ValueError(f"required file {path!r} must be a relative path inside the submission")
+        return self
+
+    @property
+    def total_points(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+def matches(pattern: str, nodeid: str) -> bool:
+    """Node-id prefix match: a file, file::test, or file::test[param], never a partial name."""
+    return nodeid == pattern or nodeid.startswith(pattern + "::") or nodeid.startswith(pattern + "[")
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Parse and validate one exercise.toml; raise BadInput with one line on any problem."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: manifest not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}") from None
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        raise BadInput(f"{path}: key {_where(err['loc'])}: {msg}{more}") from None
+    if manifest.id != path.parent.name:
+        raise BadInput(f"{path}: key id: {manifest.id!r} must equal the folder name {path.parent.name!r}")
+    return manifest
+
+
+def tree_hash(*roots: Path) -> str:
+    """sha256 over the relative paths and bytes of every file under roots (stable order)."""
+    digest = hashlib.sha256()
+    for root in roots:
+        if not root.exists():
+            continue
+        files = [root] if root.is_file() else root.rglob("*")
+        for file in sorted(p for p in files if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(file.relative_to(root.parent)).encode() + b"\0")
+            digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+

@@ -1,0 +1,87 @@
+"""Reports: the versioned JSON document, its candidate view, Markdown and a terminal table."""
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from rich.console import Console
+from rich.table import Table
+
+SCHEMA_ID = "mlgrade.report/1"
+UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
+HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
+
+
+@cache
+def _validator() -> Draft202012Validator:
+    schema = json.loads(resources.files("grader").joinpath("schemas/report-1.schema.json").read_text())
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate_report(report: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError when report does not follow the documented schema."""
+    _validator().validate(report)
+
+
+def candidate_view(report: dict[str, Any]) -> dict[str, Any]:
+    """The report a candidate may see: hidden test names, messages and run output removed."""
+    view = copy.deepcopy(report)
+    view["view"] = "candidate"
+    for check in view["checks"]:
+        if check["visibility"] == "hidden":
+            failed = check["total"] - check["passed"]
+            check["tests"] = []
+            check["reasons"] = ([f"-{check['max_points'] - check['points']:.2f} pts: {failed} of {check['total']} "
+                                 f"hidden tests did not pass ({HIDDEN_NOTE})"] if failed else [])
+    for key in ("stdout_tail", "stderr_tail"):
+        view["run"].pop(key, None)
+    return view
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """A readable report: score, a table of checks, then every reason for lost points."""
+    env, score = report["environment"], report["score"]
+    lines = [f"# {report['exercise']['title']} — {score['percent']:.1f}%", ""]
+    if not env["sandboxed"]:
+        lines += [f"> **{UNSANDBOXED}**", ""]
+    lines += [f"- Score: {score['points']:.2f} / {score['max_points']:g} points",
+              f"- Exercise: `{report['exercise']['id']}` (version `{report['exercise']['version_hash'][:12]}`)",
+              f"- Submission: `{report['submission']['source']}` (sha256 `{report['submission']['sha256'][:12]}`)",
+              f"- Backend: {env['backend']} on {env['device']}; python {env['python']}, torch {env['torch']}, "
+              f"triton {env['triton']}; seed {env['seed']}",
+              f"- Graded {report['timing']['finished_at']} in {report['timing']['duration_s']:.1f} s ({report['view']} view)",
+              "", "| Check | Visibility | Passed | Points |", "| --- | --- | --- | --- |"]
+    for check in report["checks"]:
+        lines.append(f"| {check['title']} | {check['visibility']} | {check['passed']}/{check['total']} "
+                     f"| {check['points']:.2f} / {check['max_points']:g} |")
+    lost = [(c["title"], r) for c in report["checks"] for r in c["reasons"]]
+    if lost:
+        lines += ["", "## Where points were lost", ""]
+        lines += [f"- **{title}**: {reason}" for title, reason in lost]
+    if report["warnings"]:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    """The terminal summary: one row per check and the total."""
+    env = report["environment"]
+    if not env["sandboxed"]:
+        console.print(f"[bold red]{UNSANDBOXED}[/]")
+    table = Table(title=f"{report['exercise']['id']} — {report['submission']['source']}")
+    for column, justify in (("check", "left"), ("vis.", "left"), ("passed", "right"), ("points", "right")):
+        table.add_column(column, justify=justify)
+    for check in report["checks"]:
+        colour = {"pass": "green", "partial": "yellow", "fail": "red"}[check["status"]]
+        table.add_row(check["title"], check["visibility"], f"{check['passed']}/{check['total']}",
+                      f"[{colour}]{check['points']:.2f}[/] / {check['max_points']:g}")
+    score = report["score"]
+    table.add_row("[bold]total[/]", "", "", f"[bold]{score['points']:.2f} / {score['max_points']:g} "
+                  f"({score['percent']:.1f}%)[/]")
+    console.print(table)
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")

@@ -1,0 +1,115 @@
+"""`mlgrade validate`: prove an exercise grades what it claims to grade.
+
+An exercise is valid when its reference scores 100%, its starter at most 10%, every
+calibration submission lands in its band and loses points somewhere, every hidden test
+passes on the reference and fails on the starter (unless declared otherwise), every test
+belongs to exactly one check, and repeated gradings give identical scores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exercises import Exercise
+from .pipeline import Grader
+
+STARTER_MAX_PERCENT = 10.0
+
+
+@dataclass
+class Validation:
+    exercise: Exercise
+    problems: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # submission name -> percent
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems
+
+    def line(self) -> str:
+        parts = ", ".join(f"{name} {pct:.1f}%" for name, pct in self.scores.items())
+        verdict = "valid" if self.valid else f"INVALID: {self.problems[0]}" + (
+            f" (+{len(self.problems) - 1} more)" if len(self.problems) > 1 else "")
+        return f"{self.exercise.id} ({parts}) {verdict}" if parts else f"{self.exercise.id} {verdict}"
+
+
+def _fingerprint(report: dict[str, Any]) -> tuple:
+    return (report["score"]["percent"],
+            tuple((t["nodeid"], t["outcome"]) for c in report["checks"] for t in c["tests"]))
+
+
+def _outcomes(report: dict[str, Any]) -> dict[str, str]:
+    return {t["nodeid"]: t["outcome"] for c in report["checks"] for t in c["tests"]}
+
+
+def _ownership_problems(exercise: Exercise, expected: list[str]) -> list[str]:
+    problems = []
+    checks = exercise.manifest.checks
+    for nodeid in expected:
+        owners = [c.id for c in checks if c.owns(nodeid)]
+        if len(owners) != 1:
+            problems.append(f"test {nodeid} belongs to {len(owners)} checks ({', '.join(owners) or 'none'}); "
+                            "it must belong to exactly one")
+    for check in checks:
+        if not any(check.owns(n) for n in expected):
+            problems.append(f"check {check.id} matches no collected test")
+    for nodeid in exercise.manifest.starter_passes:
+        if nodeid not in expected:
+            problems.append(f"starter_passes names {nodeid}, which is not a collected test")
+    return problems
+
+
+def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Validation:
+    """Grade reference, starter and calibrations (each `repeat` times) and list every problem."""
+    result = Validation(exercise)
+    problems = result.problems
+    if not exercise.reference.is_dir():
+        problems.append(f"no reference solution at {exercise.reference}")
+        return result
+    expected = grader.collect(exercise)
+    problems += _ownership_problems(exercise, expected)
+    hidden = [n for n in expected if n.startswith("hidden/")]
+
+    def grade(name: str, path) -> dict[str, Any]:
+        reports = [grader.grade(exercise, path) for _ in range(repeat)]
+        if len({_fingerprint(r) for r in reports}) > 1:
+            problems.append(f"{name}: {repeat} gradings disagree: "
+                            f"{', '.join(str(r['score']['percent']) for r in reports)}")
+        result.scores[name] = reports[0]["score"]["percent"]
+        return reports[0]
+
+    reference = grade("reference", exercise.reference)
+    if reference["score"]["percent"] != 100.0:
+        lost = [r for c in reference["checks"] for r in c["reasons"]]
+        problems.append(f"reference scores {reference['score']['percent']}%, not 100%: {lost[0] if lost else ''}")
+    ref_outcomes = _outcomes(reference)
+
+    starter = grade("starter", exercise.starter)
+    if starter["score"]["percent"] > STARTER_MAX_PERCENT:
+        problems.append(f"starter scores {starter['score']['percent']}%, over {STARTER_MAX_PERCENT:g}%")
+    starter_outcomes = _outcomes(starter)
+    for nodeid in hidden:
+        if ref_outcomes.get(nodeid) != "passed":
+            problems.append(f"hidden test {nodeid} does not pass on the reference ({ref_outcomes.get(nodeid)})")
+        meant = nodeid in exercise.manifest.starter_passes
+        if starter_outcomes.get(nodeid) == "passed" and not meant:
+            problems.append(f"hidden test {nodeid} passes on the starter (declare it in starter_passes with a "
+                            "reason if that is meant)")
+
+    declared = {c.name for c in exercise.manifest.calibration}
+    on_disk = {p.name for p in (exercise.root / "calibration").glob("*") if p.is_dir()}
+    for name in sorted(on_disk - declared):
+        problems.append(f"calibration/{name} is not declared in exercise.toml")
+    for calibration in exercise.manifest.calibration:
+        path = exercise.calibration(calibration.name)
+        if not path.is_dir():
+            problems.append(f"calibration {calibration.name}: folder {path} is missing")
+            continue
+        report = grade(calibration.name, path)
+        low, high = calibration.band
+        pct = report["score"]["percent"]
+        if not low <= pct <= high:
+            problems.append(f"calibration {calibration.name} scores {pct}%, outside its band [{low:g}, {high:g}]")
+        if all(c["status"] == "pass" for c in report["checks"]):
+            problems.append(f"calibration {calibration.name} loses no points on any check")
+    return result
