@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import secrets
 import shutil
 import tempfile
 import time
@@ -99,12 +100,13 @@ class Grader:
                    "MLGRADE_TESTS": f"{BOX}/tests", "MLGRADE_SUBMISSION": f"{BOX}/submission",
                    "MLGRADE_OUT": f"{BOX}/out", "MLGRADE_DEVICE": device}
             argv = [*self.backend.python(), f"{BOX}/harness/runner.py", f"{BOX}/config/config.json"]
+            key = secrets.token_hex(32).encode()  # signs the runner's results; see harness/runner.py
             try:
                 run = self.backend.run(argv, mounts=mounts, env=env, workdir=f"{BOX}/tests", limits=limits,
-                                       device=device)  # type: ignore[arg-type]
+                                       device=device, stdin=key)  # type: ignore[arg-type]
             except SandboxError as exc:
                 raise InfraError(f"sandbox backend {self.backend.name} failed: {exc}") from None
-            results = read_results(out_dir / "results.jsonl")
+            results = read_results(out_dir / "results.jsonl", key)
         if not results.started and not (run.timed_out or run.oom_killed):
             last = (run.stderr.strip().splitlines() or ["no output"])[-1]
             raise InfraError(f"the test runner did not start in the {self.backend.name} sandbox "
@@ -176,7 +178,7 @@ class Grader:
             "run": {
                 "exit_code": run.exit_code, "timed_out": run.timed_out, "oom_killed": run.oom_killed,
                 "wall_s": round(run.wall_s, 3), "peak_memory_mb": run.peak_memory_mb, "complete": results.done,
-                "malformed_lines": results.malformed_lines,
+                "malformed_lines": results.malformed_lines + results.unauthenticated_lines,
                 "stdout_tail": run.stdout[-TAIL:], "stderr_tail": run.stderr[-TAIL:],
             },
             "warnings": self._warnings(exercise, expected, run, results),
@@ -196,6 +198,9 @@ class Grader:
             warnings.append("the results file was over its size cap; the rest was ignored")
         if results.malformed_lines:
             warnings.append(f"{results.malformed_lines} malformed result lines were ignored")
+        if results.unauthenticated_lines:
+            warnings.append(f"{results.unauthenticated_lines} result lines were not signed by the test runner "
+                            "(written by candidate code?) and were ignored")
         if results.conflicting:
             warnings.append(f"{len(results.conflicting)} tests were reported twice with different outcomes "
                             "(the first non-pass was kept)")

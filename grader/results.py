@@ -2,10 +2,13 @@
 
 The results file lives in a folder the sandbox could write, so it is opened without
 following links, must be a regular file, and is read up to a cap. Each line is checked
-against a small schema; lines that fail are counted and ignored.
+against a small schema and must carry the HMAC the runner makes with the per-run key
+(see harness/runner.py); lines that fail either are counted and ignored.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import stat
@@ -57,6 +60,7 @@ class RunResults:
     started: bool = False
     done: bool = False
     malformed_lines: int = 0
+    unauthenticated_lines: int = 0  # well-formed lines without a valid MAC: written by someone else
     conflicting: list[str] = field(default_factory=list)  # node ids reported more than once, differently
     truncated: bool = False
 
@@ -76,8 +80,14 @@ def read_capped(path: Path, cap: int) -> tuple[bytes, bool]:
     return data[:cap], len(data) > cap
 
 
-def parse_results(data: bytes, truncated: bool = False) -> RunResults:
-    """Parse runner output lines; malformed ones are counted, never trusted."""
+def _authentic(line: dict, key: bytes) -> bool:
+    mac = line.pop("mac", None)
+    body = json.dumps(line, sort_keys=True, separators=(",", ":")).encode()
+    return isinstance(mac, str) and hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest())
+
+
+def parse_results(data: bytes, key: bytes, truncated: bool = False) -> RunResults:
+    """Parse runner output lines; malformed or unauthenticated ones are counted, never trusted."""
     out = RunResults(truncated=truncated)
     for raw in data.decode("utf-8", errors="replace").splitlines():
         try:
@@ -85,7 +95,13 @@ def parse_results(data: bytes, truncated: bool = False) -> RunResults:
         except ValueError:
             out.malformed_lines += 1
             continue
-        if not isinstance(line, dict) or not _LINE.is_valid(line):
+        if not isinstance(line, dict):
+            out.malformed_lines += 1
+            continue
+        if not _authentic(line, key):
+            out.unauthenticated_lines += 1
+            continue
+        if not _LINE.is_valid(line):
             out.malformed_lines += 1
             continue
         event = line["event"]
@@ -110,5 +126,6 @@ def parse_results(data: bytes, truncated: bool = False) -> RunResults:
     return out
 
 
-def read_results(path: Path) -> RunResults:
-    return parse_results(*read_capped(path, MAX_RESULTS_BYTES))
+def read_results(path: Path, key: bytes) -> RunResults:
+    data, truncated = read_capped(path, MAX_RESULTS_BYTES)
+    return parse_results(data, key, truncated)

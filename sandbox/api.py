@@ -88,9 +88,11 @@ class Backend(Protocol):
         workdir: str = "/",
         limits: Limits = Limits(),
         device: Device = "cpu",
+        stdin: bytes | None = None,
     ) -> RunResult:
         """Run argv to completion (or until a limit ends it) and return what happened.
 
-        Raises SandboxError only when the sandbox itself failed; a command that crashes,
+        stdin, when given, is written to the command's standard input, which is then closed
+        (no stdin at all otherwise). Raises SandboxError only when the sandbox itself failed; a command that crashes,
         times out or runs out of memory is a normal RunResult.
         """

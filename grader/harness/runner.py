@@ -13,9 +13,17 @@ child's event stream; when a test exceeds its timeout, or the child dies (os._ex
 segfault, sys.exit from candidate code), it records that test and starts a new child on
 the tests still to run. Every verdict is appended and flushed to the results file at
 once, so a sandbox killed mid-run still leaves the results so far. Standard library only.
+
+Each results line carries an HMAC made with a key the grader sends on stdin. The key is
+read before any candidate code starts, and the runner then makes itself non-dumpable so
+that candidate processes (same uid, no capabilities) cannot read it from /proc. Lines
+that candidate code writes into the results file therefore fail the grader's check.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -48,9 +56,27 @@ def _parse(line: str) -> dict | None:
     return event
 
 
+def _read_key() -> bytes:
+    key = sys.stdin.buffer.read(4096).strip()
+    sys.stdin.close()
+    try:  # PR_SET_DUMPABLE = 4: /proc/<pid>/mem and ptrace need CAP_SYS_PTRACE from now on
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    return key
+
+
+def sign(key: bytes, line: dict) -> str:
+    """The canonical JSON of line with its HMAC-SHA256 under key added as "mac"."""
+    body = json.dumps(line, sort_keys=True, separators=(",", ":"))
+    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return json.dumps({**line, "mac": mac}, sort_keys=True, separators=(",", ":"))
+
+
 class Runner:
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, key: bytes) -> None:
         self.config = config
+        self.key = key
         self.tests = os.environ["MLGRADE_TESTS"]
         self.submission = os.environ["MLGRADE_SUBMISSION"]
         self.results = open(Path(os.environ["MLGRADE_OUT"]) / "results.jsonl", "a", encoding="utf-8")
@@ -58,7 +84,7 @@ class Runner:
         self.events_path = self.scratch / "events.jsonl"
 
     def record(self, **line) -> None:
-        self.results.write(json.dumps(line) + "\n")
+        self.results.write(sign(self.key, line) + "\n")
         self.results.flush()
 
     def timeout_for(self, nodeid: str) -> float:
@@ -175,7 +201,7 @@ def _version(dist: str) -> str | None:
 
 def main() -> int:
     config = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    runner = Runner(config)
+    runner = Runner(config, _read_key())
     runner.record(event="started")
     runner.record(event="env", python=sys.version.split()[0], torch=_version("torch"), triton=_version("triton"))
     try:
