@@ -59,7 +59,7 @@ class _Budget:
             raise BadInput(f"{self.source}: {name} is {size} bytes, over the {MAX_FILE_BYTES}-byte limit per file")
         if self.total > MAX_TOTAL_BYTES:
             raise BadInput(f"{self.source}: submission is over {MAX_TOTAL_BYTES} bytes uncompressed")
-        if self.compressed and self.total > max(self.compressed, 1 << 20) * MAX_RATIO:
+        if self.compressed and self.total > max(self.compressed * MAX_RATIO, 1 << 20):
             raise BadInput(f"{self.source}: compression ratio over {MAX_RATIO}:1 (zip bomb?)")
 
 
@@ -83,7 +83,7 @@ def _from_zip(path: Path, dest: Path, source: str) -> None:
             mode = info.external_attr >> 16
             if rel is None or info.is_dir():
                 continue
-            if mode and not stat.S_ISREG(mode):
+            if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # type bits are optional in zips
                 raise BadInput(f"{source}: {info.filename} is not a regular file (links and devices are refused)")
             budget.take(info.filename, info.file_size)  # refuse on the header before inflating
             with archive.open(info) as member:  # read capped all the same: a header can lie

@@ -1,0 +1,71 @@
+"""The manifest is refused with one line naming the file, the key and the problem."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from grader.errors import BadInput
+from grader.manifest import load_manifest, matches
+from tests.conftest import TOY_HOME
+
+TOY_MANIFEST = TOY_HOME / "exercises" / "toy" / "exercise.toml"
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> Path:
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    text = TOY_MANIFEST.read_text()
+    assert old in text, old
+    (folder / "exercise.toml").write_text(text.replace(old, new, 1))
+    return folder / "exercise.toml"
+
+
+def test_toy_manifest_loads() -> None:
+    manifest = load_manifest(TOY_MANIFEST)
+    assert manifest.id == "toy"
+    assert manifest.total_points == 10
+    assert manifest.limits.test_timeout_s == 4
+    assert [c.id for c in manifest.checks] == ["add-public", "add-edge", "mean"]
+
+
+@pytest.mark.parametrize("old,new,key,problem", [
+    ('level = "junior"', 'level = "guru"', "level", "junior"),
+    ("points = 3", 'points = "three"', "checks.1.points", "number"),
+    ("points = 3", "points = -1", "checks.1.points", "greater than 0"),
+    ('visibility = "hidden"', 'visibility = "secret"', "checks.1.visibility", "public"),
+    ("band = [75, 85]", "band = [85, 75]", "calibration.0.band", "low <= high"),
+    ('device = "cpu"', 'device = "cpu"\ncolour = "red"', "colour", "Extra inputs"),
+    ('tests = ["hidden/test_mean.py"]', 'tests = ["public/test_mean.py"]', "checks.2", "not under hidden/"),
+    ('id = "mean"', 'id = "add-edge"', "(top level)", "duplicate check id: add-edge"),
+    ('required_files = ["calc.py"]', 'required_files = ["../calc.py"]', "(top level)", "relative path"),
+    ('id = "toy"', 'id = "other"', "id", "folder name"),
+    ('title = "Toy arithmetic"', 'title = "Toy', "", "not valid TOML"),
+])
+def test_wrong_manifest_is_one_clear_line(tmp_path: Path, old: str, new: str, key: str, problem: str) -> None:
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(BadInput) as caught:
+        load_manifest(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    assert f"key {key}:" in message if key else True
+    assert problem in message
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="manifest not found"):
+        load_manifest(tmp_path / "exercise.toml")
+
+
+def test_node_id_prefixes_match_whole_names_only() -> None:
+    assert matches("hidden/test_a.py", "hidden/test_a.py::test_x")
+    assert matches("hidden/test_a.py::test_x", "hidden/test_a.py::test_x[1-2]")
+    assert matches("hidden/test_a.py::test_x", "hidden/test_a.py::test_x")
+    assert not matches("hidden/test_a.py::test_x", "hidden/test_a.py::test_xy")
+    assert not matches("hidden/test_a", "hidden/test_a.py::test_x")
+
+
+def test_every_bundled_manifest_loads() -> None:
+    for manifest in (Path(__file__).parents[2] / "exercises").glob("*/exercise.toml"):
+        assert load_manifest(manifest).id == manifest.parent.name
