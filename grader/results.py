@@ -45,6 +45,7 @@ _LINE = Draft202012Validator({
 
 @dataclass(frozen=True)
 class TestResult:
+    __test__ = False  # not a pytest test class, despite the name
     nodeid: str
     outcome: str  # one of OUTCOMES, or "missing" when nothing was reported
     duration_s: float

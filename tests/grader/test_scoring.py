@@ -1,0 +1,49 @@
+"""Partial credit per check, a reason per lost share, missing results count as failures."""
+from __future__ import annotations
+
+from grader.manifest import load_manifest
+from grader.results import RunResults, TestResult
+from grader.scoring import percent, score_checks
+from tests.conftest import TOY_HOME
+
+MANIFEST = load_manifest(TOY_HOME / "exercises" / "toy" / "exercise.toml")
+EXPECTED = ["public/test_add.py::test_add_small", "public/test_add.py::test_add_zero",
+            "hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]", "hidden/test_add_edge.py::test_add_edge[-4-1--3]",
+            "hidden/test_add_edge.py::test_add_edge[0.25-0.5-0.75]",
+            "hidden/test_mean.py::test_mean_ints", "hidden/test_mean.py::test_mean_single"]
+
+
+def _results(outcomes: dict[str, str]) -> RunResults:
+    return RunResults(tests={n: TestResult(n, o, 0.1, "boom" if o != "passed" else "") for n, o in outcomes.items()})
+
+
+def test_all_passed_is_full_marks() -> None:
+    scores = score_checks(MANIFEST, EXPECTED, _results({n: "passed" for n in EXPECTED}))
+    assert percent(scores) == 100.0
+    assert all(s.status == "pass" and s.reasons() == [] for s in scores)
+
+
+def test_partial_credit_and_reasons() -> None:
+    outcomes = {n: "passed" for n in EXPECTED}
+    outcomes["hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]"] = "failed"
+    outcomes["hidden/test_mean.py::test_mean_ints"] = "timeout"
+    by_id = {s.check.id: s for s in score_checks(MANIFEST, EXPECTED, _results(outcomes))}
+    assert by_id["add-edge"].earned == 2.0 and by_id["add-edge"].status == "partial"
+    assert by_id["mean"].earned == 2.5
+    assert by_id["add-edge"].reasons() == ["-1.00 pts: hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]: failed: boom"]
+    assert by_id["mean"].reasons() == ["-2.50 pts: hidden/test_mean.py::test_mean_ints: timeout: boom"]
+    assert percent(list(by_id.values())) == 65.0
+
+
+def test_missing_results_count_as_failed_and_unknown_ones_are_ignored() -> None:
+    outcomes = {n: "passed" for n in EXPECTED[:2]} | {"hidden/test_mean.py::test_invented": "passed"}
+    scores = score_checks(MANIFEST, EXPECTED, _results(outcomes))
+    assert percent(scores) == 20.0
+    mean = scores[2]
+    assert mean.status == "fail" and {t.outcome for t in mean.tests} == {"missing"}
+    assert len(mean.tests) == 2
+
+
+def test_skipped_earns_nothing() -> None:
+    outcomes = {n: "skipped" if "mean" in n else "passed" for n in EXPECTED}
+    assert percent(score_checks(MANIFEST, EXPECTED, _results(outcomes))) == 50.0
