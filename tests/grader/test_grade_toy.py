@@ -1,0 +1,219 @@
+"""End to end on the toy exercise: real sandbox runs, real pytest, hostile submissions.
+
+Each test runs on every backend that can run here (bwrap is required under CI=true).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from grader.errors import BadInput
+from grader.exercises import load_exercise
+from grader.pipeline import Grader
+from grader.report import candidate_view, validate_report
+from sandbox import available_backends
+from tests.conftest import TOY_HOME, TOY_SUBMISSIONS
+
+BACKENDS = [name for name, reason in available_backends().items() if reason is None or os.environ.get("CI") == "true"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def grader(request: pytest.FixtureRequest) -> Grader:
+    return Grader(request.param)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    os.environ["MLGRADE_HOME"] = str(TOY_HOME)
+    try:
+        yield load_exercise("toy")
+    finally:
+        os.environ.pop("MLGRADE_HOME", None)
+
+
+def _outcomes(report: dict) -> dict[str, str]:
+    return {t["nodeid"]: t["outcome"] for c in report["checks"] for t in c["tests"]}
+
+
+def test_reference_scores_full_marks_and_report_is_valid(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_HOME / "reference" / "toy")
+    validate_report(report)
+    assert report["score"]["percent"] == 100.0
+    assert len(_outcomes(report)) == 7
+    env = report["environment"]
+    assert env["backend"] == grader.backend.name and env["sandboxed"] == (grader.backend.name != "process")
+    assert env["python"].startswith("3.") and env["torch"] and env["seed"] == 0
+    assert report["run"]["complete"] and report["warnings"] == ([] if env["sandboxed"] else [report["warnings"][0]])
+
+
+def test_process_backend_reports_say_unsandboxed(toy) -> None:
+    report = Grader("process").grade(toy, TOY_HOME / "reference" / "toy")
+    assert report["environment"]["sandboxed"] is False
+    assert report["warnings"][0].startswith("UNSANDBOXED")
+
+
+def test_calibration_gets_partial_credit(grader: Grader, toy) -> None:
+    report = grader.grade(toy, toy.calibration("no-edge"))
+    assert report["score"]["percent"] == 80.0
+    edge = next(c for c in report["checks"] if c["id"] == "add-edge")
+    assert edge["status"] == "partial" and len(edge["reasons"]) == 2
+
+
+def test_infinite_loop_costs_only_its_tests(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "hang")
+    outcomes = _outcomes(report)
+    assert {outcomes[n] for n in outcomes if "mean" in n} == {"timeout"}
+    assert {outcomes[n] for n in outcomes if "add" in n} == {"passed"}
+    assert report["score"]["percent"] == 50.0
+    assert not report["run"]["timed_out"]
+    assert report["run"]["wall_s"] < 30
+
+
+def test_os_exit_in_a_test_costs_only_that_test(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "exit")
+    outcomes = _outcomes(report)
+    assert {outcomes[n] for n in outcomes if "add" in n} == {"crashed"}
+    assert {outcomes[n] for n in outcomes if "mean" in n} == {"passed"}
+    assert report["score"]["percent"] == 50.0
+
+
+def test_exit_at_import_fails_every_test(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "import-exit")
+    assert report["score"]["percent"] == 0.0
+    assert set(_outcomes(report).values()) == {"error"}
+
+
+def test_candidate_conftest_ini_and_pytest_module_are_ignored(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "conftest-cheat")
+    outcomes = _outcomes(report)
+    assert {outcomes[n] for n in outcomes if "mean" in n} == {"failed"}
+    assert report["score"]["percent"] == 50.0
+
+
+def test_results_forged_by_candidate_code_are_ignored(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "forge")
+    assert {o for n, o in _outcomes(report).items() if "mean" in n} == {"failed"}
+    assert report["score"]["percent"] == 50.0
+    assert any("not signed by the test runner" in w for w in report["warnings"])
+
+
+def test_killing_the_runner_after_forging_earns_nothing(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "kill-runner")
+    assert report["score"]["percent"] == 0.0
+    assert set(_outcomes(report).values()) == {"missing"}
+    assert any("not signed" in w for w in report["warnings"])
+
+
+def test_candidate_view_hides_hidden_tests(grader: Grader, toy) -> None:
+    view = candidate_view(grader.grade(toy, toy.calibration("no-edge")))
+    validate_report(view)
+    text = json.dumps(view)
+    assert "test_add_edge" not in text and "test_mean" not in text and "stdout_tail" not in text
+    assert "public/test_add.py::test_add_small" in text
+    edge = next(c for c in view["checks"] if c["id"] == "add-edge")
+    assert edge["tests"] == [] and "1 of 3 hidden tests did not pass" in edge["reasons"][0]
+
+
+@pytest.mark.parametrize("name,problem", [("missing-file", "missing required file: calc.py"),
+                                          ("syntax-error", "calc.py:1: syntax error")])
+def test_bad_submissions_are_bad_input(grader: Grader, toy, name: str, problem: str) -> None:
+    with pytest.raises(BadInput, match=problem):
+        grader.grade(toy, TOY_SUBMISSIONS / name)
+
+
+# -- the command line --------------------------------------------------------------------
+
+def mlgrade(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLGRADE_HOME=str(TOY_HOME))
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_cli_grade_json_and_out_folder(tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    run = mlgrade("grade", "toy", str(TOY_HOME / "reference" / "toy"), "--json", "--out", str(out), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    validate_report(report)
+    assert report["score"]["percent"] == 100.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert "# Toy arithmetic — 100.0%" in (out / "report.md").read_text()
+
+
+def test_cli_candidate_view(tmp_path: Path) -> None:
+    run = mlgrade("grade", "toy", str(TOY_SUBMISSIONS / "hang"), "--view", "candidate", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "test_mean" not in run.stdout and json.loads(run.stdout)["view"] == "candidate"
+
+
+def _evil_zip(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("calc.py", "def add(a, b): return a + b\n")
+        archive.writestr("../escape.py", "x = 1\n")
+    return path
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["grade", "toy", "SUBMISSIONS/missing-file"], "missing required file: calc.py"),
+    (["grade", "toy", "SUBMISSIONS/syntax-error"], "syntax error"),
+    (["grade", "toy", "EVILZIP"], "escapes the submission"),
+    (["grade", "nope", "SUBMISSIONS/hang"], "unknown exercise 'nope'"),
+    (["grade", "toy"], "required: submission"),
+    (["grade", "toy", "SUBMISSIONS/hang", "--backend", "chroot"], "invalid choice"),
+    (["validate", "--repeat", "0", "toy"], "--repeat must be at least 1"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], problem: str) -> None:
+    evil = _evil_zip(tmp_path / "evil.zip")
+    args = [a.replace("SUBMISSIONS", str(TOY_SUBMISSIONS)).replace("EVILZIP", str(evil)) for a in args]
+    run = mlgrade(*args, cwd=tmp_path)
+    assert run.returncode == 2, run.stderr
+    assert problem in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.zip"]
+    assert not (tmp_path.parent / "escape.py").exists()
+
+
+def test_cli_kit_has_no_hidden_material(tmp_path: Path) -> None:
+    kit = tmp_path / "kit"
+    run = mlgrade("kit", "toy", "--out", str(kit))
+    assert run.returncode == 0, run.stderr
+    files = sorted(p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file())
+    assert files == ["README.md", "calc.py", "self_check.py", "tests/public/test_add.py"]
+    (kit / "calc.py").write_text((TOY_HOME / "reference" / "toy" / "calc.py").read_text())
+    check = subprocess.run([sys.executable, "self_check.py"], cwd=kit, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and "2 passed" in check.stdout
+    again = mlgrade("kit", "toy", "--out", str(kit))
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_cli_list() -> None:
+    run = mlgrade("list")
+    assert run.returncode == 0 and "toy" in run.stdout and "Toy arithmetic" in run.stdout
+
+
+def test_cli_validate_toy_is_valid() -> None:
+    run = mlgrade("validate", "toy", "--repeat", "2")
+    assert run.returncode == 0, run.stdout + run.stderr
+    line = run.stdout.strip().splitlines()[-1]
+    assert line.startswith("toy ") and line.endswith(" valid")
+
+
+def test_cli_validate_flags_a_calibration_outside_its_band(tmp_path: Path) -> None:
+    import shutil
+    home = tmp_path / "home"
+    shutil.copytree(TOY_HOME, home)
+    manifest = home / "exercises" / "toy" / "exercise.toml"
+    manifest.write_text(manifest.read_text().replace("band = [75, 85]", "band = [20, 30]"))
+    env = dict(os.environ, MLGRADE_HOME=str(home))
+    run = subprocess.run([sys.executable, "-m", "grader", "validate", "--all"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 1
+    assert run.stdout.strip().endswith("INVALID: calibration no-edge scores 80.0%, outside its band [20, 30]")
