@@ -1,0 +1,39 @@
+"""Helpers shared by the sandbox tests (a uniquely named module, unlike conftest)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def processes_with(token: str, exclude: tuple[int, ...] = (), program: str | None = None) -> list[int]:
+    """Host pids whose command line contains token (sandboxed processes are visible here too),
+    optionally only those whose argv[0] is `program`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in (os.getpid(), *exclude):
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline and (program is None or cmdline.split(b"\0")[0] == program.encode()):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_gone(token: str, timeout: float = 3.0, exclude: tuple[int, ...] = ()) -> list[int]:
+    """Poll until no process carries token; returns the survivors (empty when all are gone)."""
+    end = time.monotonic() + timeout
+    while (left := processes_with(token, exclude)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return left
+
+
+def kill_all(pids: list[int]) -> None:
+    """Clean up survivors so a failing test does not leave processes behind."""
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
