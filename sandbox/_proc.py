@@ -60,6 +60,23 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
+class _Feed:
+    """Bytes still to write to the command's stdin."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+
+    def write(self, fd: int) -> bool:
+        """Write what the pipe takes now; True when done (all written, or the reader is gone)."""
+        try:
+            self.data = self.data[os.write(fd, self.data[:_CHUNK]):]
+        except BlockingIOError:
+            return False
+        except BrokenPipeError:
+            return True
+        return not self.data
+
+
 def _rlimits(limits: Limits, cgroup: RunCgroup | None, rlimit_as: bool) -> tuple[list[tuple[int, int]], list[str]]:
     """The rlimits to set in the child and the labels of those that act as limits."""
     in_cgroup = {label.split(":")[0] for label in (cgroup.enforced if cgroup else [])}
@@ -126,15 +143,22 @@ def _pidfd(pid: int) -> int | None:
 
 
 def _supervise(
-    proc: subprocess.Popen, cgroup: RunCgroup | None, start: float, wall_s: float, out: _Capture, err: _Capture
+    proc: subprocess.Popen, cgroup: RunCgroup | None, start: float, wall_s: float, out: _Capture, err: _Capture,
+    stdin: bytes | None,
 ) -> tuple[int | None, resource.struct_rusage | None, bool, float]:
-    """Pump output until the command is done; returns (wait status, rusage, timed out, wall seconds)."""
+    """Feed stdin and pump output until the command is done; returns (wait status, rusage, timed out, wall s)."""
     assert proc.stdout is not None and proc.stderr is not None
     deadline = start + wall_s
     sel = selectors.DefaultSelector()
     for stream, capture in ((proc.stdout, out), (proc.stderr, err)):
         os.set_blocking(stream.fileno(), False)
         sel.register(stream, selectors.EVENT_READ, capture)
+    if proc.stdin is not None:
+        if stdin:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE, _Feed(stdin))
+        else:
+            proc.stdin.close()  # EOF at once
     pidfd = _pidfd(proc.pid)
     if pidfd is not None:
         sel.register(pidfd, selectors.EVENT_READ, None)  # readable once the process exits
@@ -158,7 +182,7 @@ def _supervise(
                 timed_out, ended = True, now
                 _kill_all(proc.pid, cgroup)
                 give_up = now + _REAP_S
-            readers = [key for key in sel.get_map().values() if key.data is not None]
+            readers = [key for key in sel.get_map().values() if isinstance(key.data, _Capture)]
             if (status is not None and not readers) or now >= give_up:
                 break
             timeout = max(0.0, (deadline if give_up == float("inf") else give_up) - now)
@@ -166,6 +190,11 @@ def _supervise(
                 timeout = min(timeout, 0.05)
             for key, _ in sel.select(timeout):
                 if key.data is None:
+                    continue
+                if isinstance(key.data, _Feed):
+                    if key.data.write(key.fd):
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
                     continue
                 try:
                     chunk = os.read(key.fd, _CHUNK)
@@ -179,8 +208,9 @@ def _supervise(
         sel.close()
         if pidfd is not None:
             os.close(pidfd)
-        proc.stdout.close()
-        proc.stderr.close()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     return status, rusage, timed_out, (ended or time.monotonic()) - start
 
 
@@ -192,6 +222,7 @@ def run_limited(
     backend: str,
     isolated: bool,
     cwd: str | None = None,
+    stdin: bytes | None = None,
     pass_fds: Sequence[int] = (),
     use_cgroups: bool = True,
     rlimit_as: bool = True,
@@ -200,6 +231,7 @@ def run_limited(
 ) -> RunResult:
     """Run argv under `limits` (cgroup where usable, else rlimits) and return what happened.
 
+    `stdin` bytes are written to the command's stdin, which is then closed (None: /dev/null).
     `rlimit_as=False` skips the RLIMIT_AS memory fallback (CUDA reserves far more address
     space than it uses). Signal deaths become exit codes 128+N (what bwrap reports too);
     exit_code is None when the run timed out or the OOM killer SIGKILLed the main process.
@@ -223,8 +255,8 @@ def run_limited(
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=env, cwd=cwd, pass_fds=tuple(pass_fds), start_new_session=True,
+                list(argv), stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=tuple(pass_fds), start_new_session=True,
                 preexec_fn=_preexec(cgroup.procs_files() if cgroup else [], rlimits),
             )
         except (FileNotFoundError, PermissionError) as e:
@@ -234,7 +266,7 @@ def run_limited(
         except (OSError, subprocess.SubprocessError) as e:
             raise SandboxError(f"could not start {argv[0]!r}: {e}") from e
 
-        status, rusage, timed_out, wall_s = _supervise(proc, cgroup, start, limits.wall_s, out, err)
+        status, rusage, timed_out, wall_s = _supervise(proc, cgroup, start, limits.wall_s, out, err, stdin)
 
         exit_code: int | None = None
         if status is not None and not timed_out:

@@ -52,6 +52,7 @@ class ProcessBackend:
         workdir: str = "/",
         limits: Limits = Limits(),
         device: Device = "cpu",
+        stdin: bytes | None = None,
     ) -> RunResult:
         """Run argv with target paths rewritten to sources; see `sandbox.api.Backend.run`."""
         if not argv:
@@ -64,6 +65,7 @@ class ProcessBackend:
             [_rewrite(a, mounts) for a in argv],
             env={k: _rewrite(v, mounts) for k, v in command_env(env).items()},
             cwd=cwd,
+            stdin=stdin,
             limits=limits,
             backend=self.name,
             isolated=False,

@@ -28,6 +28,16 @@ def test_missing_command_is_exit_127(backend):
     assert r.exit_code == 127 and "no-such-command-xyz" in r.stderr
 
 
+def test_stdin_is_fed_then_closed(backend):
+    echo = "import sys; data = sys.stdin.buffer.read(); print(len(data), data[-3:].decode())"
+    r = backend.run(py(backend, echo), stdin=b"k" * (1 << 20) + b"end", limits=Limits(wall_s=20))
+    assert r.stdout == f"{(1 << 20) + 3} end\n"  # more than a pipe holds: written as the command reads
+    assert backend.run(py(backend, echo), limits=Limits(wall_s=20)).stdout == "0 \n"  # no stdin: EOF
+    # A command that never reads its stdin does not block the run.
+    r = backend.run(["true"], stdin=b"x" * (1 << 20), limits=Limits(wall_s=20))
+    assert r.exit_code == 0 and r.wall_s < 5
+
+
 def test_env_is_exactly_what_was_given(backend, monkeypatch):
     monkeypatch.setenv("MLGRADE_HOST_SECRET", "must-not-leak")
     r = backend.run(["env"], env={"FOO": "bar baz", "LANG": "C.UTF-8"}, limits=Limits(wall_s=20))
