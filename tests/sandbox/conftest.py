@@ -5,13 +5,15 @@ import os
 
 import pytest
 
+from sandbox.bwrap import BwrapBackend
 from sandbox.process import ProcessBackend
+from sandbox_testlib import bwrap_or_skip
 
 
-@pytest.fixture(params=["process"])
-def backend(request: pytest.FixtureRequest) -> ProcessBackend:
-    """Each backend in turn."""
-    return ProcessBackend()
+@pytest.fixture(params=["process", "bwrap"])
+def backend(request: pytest.FixtureRequest) -> ProcessBackend | BwrapBackend:
+    """Each backend in turn (bwrap skipped where it cannot run, outside CI)."""
+    return ProcessBackend() if request.param == "process" else bwrap_or_skip()
 
 
 @pytest.fixture

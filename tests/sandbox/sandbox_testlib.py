@@ -5,6 +5,21 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
+from sandbox.bwrap import BwrapBackend
+
+
+def bwrap_or_skip(**kwargs: object) -> BwrapBackend:
+    """A usable BwrapBackend; skips where bwrap cannot run, except under CI=true where it fails."""
+    backend = BwrapBackend(**kwargs)  # type: ignore[arg-type]
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"bwrap must be available in CI: {reason}")
+        pytest.skip(f"bwrap unavailable: {reason}")
+    return backend
+
 
 def processes_with(token: str, exclude: tuple[int, ...] = (), program: str | None = None) -> list[int]:
     """Host pids whose command line contains token (sandboxed processes are visible here too),
