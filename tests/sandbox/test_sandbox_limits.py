@@ -151,3 +151,18 @@ def test_process_fallback_without_cgroups(token):
     r = backend.run(["sh", "-c", f"setsid sleep {token} & echo started"], limits=Limits(wall_s=30))
     kill_all(processes_with(token))
     assert r.stdout == "started\n" and r.wall_s < 5
+
+
+def test_cpu_quota(backend):
+    # Two busy processes for 1.5 s of wall time use ~3 s of CPU on two cores, ~1.5 s under cpus=1.
+    code = ("import os, time\n"
+            "def spin():\n    end = time.time() + 1.5\n    while time.time() < end: pass\n"
+            "pids = [os.fork() for _ in range(1)]\n"
+            "if pids[0] == 0:\n    spin(); os._exit(0)\n"
+            "spin(); os.waitpid(pids[0], 0)\n"
+            "t = os.times(); print(t.user + t.system + t.children_user + t.children_system)")
+    r = backend.run(py(backend, code), limits=Limits(wall_s=20, cpus=1))
+    if not any(e.startswith("cpu:") for e in r.enforced):
+        pytest.skip("no cpu cgroup here")
+    assert r.exit_code == 0, r.stderr
+    assert float(r.stdout) < 2.2
