@@ -256,8 +256,8 @@ def run_limited(
         try:
             proc = subprocess.Popen(
                 list(argv), stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=tuple(pass_fds), start_new_session=True,
-                preexec_fn=_preexec(cgroup.procs_files() if cgroup else [], rlimits),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, pass_fds=tuple(pass_fds),
+                start_new_session=True, preexec_fn=_preexec(cgroup.procs_files() if cgroup else [], rlimits),
             )
         except (FileNotFoundError, PermissionError) as e:
             err.feed(f"{argv[0]}: {e.strerror}\n".encode())  # like a shell: 127 not found, 126 not executable
@@ -277,7 +277,7 @@ def run_limited(
             else:
                 exit_code = os.WEXITSTATUS(status)
 
-        if cgroup is not None and "memory:" in " ".join(cgroup.enforced):
+        if cgroup is not None and any(label.startswith("memory:") for label in cgroup.enforced):
             kills = cgroup.oom_kills()
             oom_killed = kills > 0
             details["oom_kills"] = str(kills)
