@@ -34,18 +34,22 @@ class ShardedTokenDataset(IterableDataset):
 
     Epoch stream: the shards are visited in an order shuffled by (seed, epoch), and the
     rows of each shard are shuffled by (seed, epoch, shard). Every rank and every worker
-    computes this same stream and keeps its own part of it:
+    computes this same stream (from shard sizes alone) and keeps one contiguous block of it:
 
-    * rank split: stream position p belongs to rank ``p % world_size``, where it is the
-      rank's sample number ``j = p // world_size``. Ranks therefore get equal shares (+-1),
-      which DDP needs, and the rank's sample list does not depend on ``num_workers``.
-    * worker split: of the rank's samples from the resume position ``start`` on, worker
-      ``w`` of ``W`` keeps those with ``(j - start) % W == w``. Together the rank's workers
-      cover its remaining samples exactly once, and a worker whose share is empty (more
-      ranks x workers than samples) simply yields nothing.
+    * rank split: of the N positions of the stream, rank r owns [r*N//R, (r+1)*N//R).
+      Block sizes differ by at most one, which DDP needs, and the rank's samples do not
+      depend on the number of workers.
+    * worker split: the rank's samples from the resume position ``start`` on are cut the
+      same way into W contiguous blocks, one per worker. Together the workers cover them
+      exactly once; a worker whose block is empty (more ranks x workers than samples)
+      simply yields nothing.
 
-    A resume position is a rank-sample number ``j``, so a state saved while iterating with
-    ``num_workers=0`` can be loaded and then iterated with any number of workers.
+    Contiguous blocks (rather than striding, "every W-th sample") mean a worker reads only
+    the shards that overlap its block, not nearly every shard.
+
+    Positions inside a rank ("rank-sample numbers") are what ``state_dict`` records, so a
+    state saved while iterating with ``num_workers=0`` can be resumed with any number of
+    workers.
     """
 
     def __init__(
@@ -135,20 +139,26 @@ class ShardedTokenDataset(IterableDataset):
 
     def _generate(self, epoch: int, start: int, num_workers: int, worker_id: int) -> Iterator[dict[str, Any]]:
         sizes = self._shard_sizes()
+        total = sum(sizes)
+        rank_lo = self.rank * total // self.world_size  # stream position of rank-sample 0
+        rank_len = (self.rank + 1) * total // self.world_size - rank_lo
+        remaining = max(rank_len - start, 0)
+        # This worker's block [lo, hi) of stream positions.
+        lo = rank_lo + start + worker_id * remaining // num_workers
+        hi = rank_lo + start + (worker_id + 1) * remaining // num_workers
+        if lo >= hi:
+            return
+
         if self.shuffle:
             shard_order = _rng(self.seed, epoch, _SHARD_ORDER).permutation(len(sizes))
         else:
             shard_order = np.arange(len(sizes))
-
         offset = 0  # stream position of the current shard's first sample
         for shard_index in shard_order:
             n = sizes[shard_index]
-            stream_pos = offset + np.arange(n)
+            first, last = max(lo, offset), min(hi, offset + n)  # overlap with our block
             offset += n
-            j = stream_pos // self.world_size  # rank-sample number
-            mine = (stream_pos % self.world_size == self.rank) & (j >= start)
-            mine &= (j - start) % num_workers == worker_id
-            if not mine.any():
+            if first >= last:
                 continue  # nothing for this worker here: don't even read the shard
 
             shard = read_shard(self.shard_paths[shard_index])
@@ -156,12 +166,15 @@ class ShardedTokenDataset(IterableDataset):
                 rows = _rng(self.seed, epoch, _ROW_ORDER, shard_index).permutation(n)
             else:
                 rows = np.arange(n)
-            for row, rank_sample in zip(rows[mine], j[mine]):
-                sample = self._make_sample(shard, int(row), epoch)
+            shard_start = offset - n
+            for pos in range(first, last):
+                sample = self._make_sample(shard, int(rows[pos - shard_start]), epoch)
                 # Update before yielding: when the consumer holds this sample, it counts as
                 # delivered, so a state_dict() taken now resumes right after it.
-                self._position = int(rank_sample) + 1
+                self._position = pos - rank_lo + 1
                 yield sample
+            if offset >= hi:
+                return
 
     def _make_sample(self, shard, row: int, epoch: int) -> dict[str, Any]:
         sample_id = int(shard.sample_ids[row])
