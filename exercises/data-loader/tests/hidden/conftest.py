@@ -85,7 +85,15 @@ def _collect(dataset, num_workers: int = 0, *, cap: int, batch_size=None, collat
     try:
         return list(itertools.islice(it, cap))
     finally:
-        del it  # shuts the worker processes down
+        shutdown_workers(it)
+
+
+def shutdown_workers(it) -> None:
+    """Stop a DataLoader iterator's workers now. Otherwise a failed test keeps them alive
+    (its traceback references the iterator) until the end of the session."""
+    stop = getattr(it, "_shutdown_workers", None)
+    if stop is not None:
+        stop()
 
 
 @pytest.fixture

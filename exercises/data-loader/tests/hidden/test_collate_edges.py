@@ -1,8 +1,9 @@
-"""PadCollator on edge cases: truncation, tiny batches, empty sequences, input types."""
+"""PadCollator on edge cases: truncation, tiny batches, empty sequences, input types, workers."""
 import pytest
 import torch
 
 from collate import PadCollator
+from loader import ShardedTokenDataset
 
 
 def sample(sample_id, tokens, labels=None, dtype=torch.int64):
@@ -65,3 +66,20 @@ def test_other_integer_inputs_become_int64():
     assert out["labels"].tolist() == [[3, 4, 5], [6, 7, -100]]
     for key in ("input_ids", "attention_mask", "labels", "lengths", "sample_ids"):
         assert out[key].dtype == torch.int64, key
+
+
+def test_in_a_dataloader_with_workers(make_data, collect):
+    data = make_data([5, 7, 4], seed=3)
+    ds = ShardedTokenDataset(data.paths, seed=2)
+    batches = collect(ds, 2, cap=data.n, batch_size=4, collate_fn=PadCollator(pad_id=0, max_length=8))
+    seen = 0
+    for batch in batches:
+        assert batch["input_ids"].shape == batch["attention_mask"].shape == batch["labels"].shape
+        for row, sid in enumerate(batch["sample_ids"].tolist()):
+            tokens = data.tokens[sid][:8].tolist()
+            n = len(tokens)
+            assert batch["lengths"][row] == n
+            assert batch["input_ids"][row, :n].tolist() == tokens
+            assert batch["attention_mask"][row].sum() == n
+        seen += len(batch["sample_ids"])
+    assert seen == data.n
