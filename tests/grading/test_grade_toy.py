@@ -117,7 +117,7 @@ def test_candidate_view_hides_hidden_tests(grader: Grader, toy) -> None:
     assert "test_add_edge" not in text and "test_mean" not in text and "stdout_tail" not in text
     assert "public/test_add.py::test_add_small" in text
     edge = next(c for c in view["checks"] if c["id"] == "add-edge")
-    assert edge["tests"] == [] and "1 of 3 hidden tests did not pass" in edge["reasons"][0]
+    assert edge["tests"] == [] and "2 of 3 hidden tests did not pass" in edge["reasons"][0]
 
 
 @pytest.mark.parametrize("name,problem", [("missing-file", "missing required file: calc.py"),
