@@ -217,3 +217,10 @@ def test_cli_validate_flags_a_calibration_outside_its_band(tmp_path: Path) -> No
                          env=env, timeout=300)
     assert run.returncode == 1
     assert run.stdout.strip().endswith("INVALID: calibration no-edge scores 80.0%, outside its band [20, 30]")
+
+
+def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:
+    if "bwrap" not in BACKENDS:
+        pytest.skip("bubblewrap is not available here")
+    report = Grader("bwrap").grade(toy, TOY_SUBMISSIONS / "read-runner-memory")
+    assert report["score"]["percent"] == 100.0, [r for c in report["checks"] for r in c["reasons"]]
