@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress(message: str) -> None:
-    err.print(f"[dim]… {message}[/]")
+    err.print(f"… {message}", style="dim", markup=False, soft_wrap=True)
 
 
 def _grader(backend: str):
@@ -170,8 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt  # same clean-up path as Ctrl-C: temporary folders and sandboxes go away
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except BadInput as exc:

@@ -43,6 +43,14 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _short(path: Path) -> str:
+    """path relative to the current folder when it is inside it (shorter progress lines)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def host_has_gpu() -> bool:
     return Path("/dev/nvidiactl").exists()
 
@@ -141,7 +149,8 @@ class Grader:
             expected = self.collect(exercise)
             workspace = Path(tmp, "workspace")
             _overlay(exercise.starter, submission.root, workspace)
-            self.progress(f"running {len(expected)} tests on {submission_path} ({self.backend.name}, {device})")
+            self.progress(f"{exercise.id}: running {len(expected)} tests on {_short(submission_path)} "
+                          f"({self.backend.name}, {device})")
             spec = exercise.manifest.limits
             config = {"mode": "run", "nodeids": expected, "default_timeout": spec.test_timeout_s,
                       "timeouts": {p: c.timeout_s for c in exercise.manifest.checks if c.timeout_s for p in c.tests}}
