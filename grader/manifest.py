@@ -38,6 +38,7 @@ class Check(_Strict):
     points: float = Field(gt=0)
     tests: list[str] = Field(min_length=1)
     timeout_s: float | None = Field(None, gt=0)
+    partial_credit: bool = True  # False: the points need every test of the check to pass (an invariant)
 
     @model_validator(mode="after")
     def _tests_match_visibility(self) -> "Check":

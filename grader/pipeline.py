@@ -179,7 +179,8 @@ class Grader:
                       "percent": percent(scores)},
             "checks": [{
                 "id": s.check.id, "title": s.check.title, "kind": s.check.kind, "visibility": s.check.visibility,
-                "points": s.earned, "max_points": s.check.points, "status": s.status, "passed": s.passed,
+                "points": s.earned, "max_points": s.check.points, "partial_credit": s.check.partial_credit,
+                "status": s.status, "passed": s.passed,
                 "total": len(s.tests), "reasons": s.reasons(),
                 "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "duration_s": t.duration_s, "message": t.message}
                           for t in s.tests],

@@ -1,6 +1,8 @@
 """Scoring: partial credit per check, and a reason for every lost point.
 
-A check's score is points * passed / total over the tests it owns. A test with no
+A check's score is points * passed / total over the tests it owns, or, for a check with
+`partial_credit = false` (an invariant such as "every sample exactly once"), its points
+when every test passes and nothing otherwise. A test with no
 reported result counts as failed ("missing"): a crash, a timeout of the whole run, or
 tampering can only lose points, never gain them.
 """
@@ -28,15 +30,23 @@ class CheckScore:
     def status(self) -> str:
         if self.tests and self.passed == len(self.tests):
             return "pass"
-        return "partial" if self.passed else "fail"
+        return "partial" if self.earned > 0 else "fail"
 
     def reasons(self) -> list[str]:
         """One line per lost share of points: which test, how it ended, why."""
         if not self.tests:
             return [f"-{self.check.points:g} pts: no tests found for this check"]
+        lost = [t for t in self.tests if t.outcome != "passed"]
+        if not self.check.partial_credit:
+            head = ([f"-{self.check.points:.2f} pts: all-or-nothing check, {len(lost)} of {len(self.tests)} "
+                     "tests did not pass"] if lost else [])
+            return head + [f"-0.00 pts: {_describe(t)}" for t in lost]
         share = self.check.points / len(self.tests)
-        return [f"-{share:.2f} pts: {t.nodeid}: {t.outcome}" + (f": {_first_line(t.message)}" if t.message else "")
-                for t in self.tests if t.outcome != "passed"]
+        return [f"-{share:.2f} pts: {_describe(t)}" for t in lost]
+
+
+def _describe(test: TestResult) -> str:
+    return f"{test.nodeid}: {test.outcome}" + (f": {_first_line(test.message)}" if test.message else "")
 
 
 def _first_line(text: str) -> str:
@@ -51,7 +61,12 @@ def score_checks(manifest: Manifest, expected: list[str], results: RunResults) -
         owned = [n for n in expected if check.owns(n)]
         tests = tuple(results.tests.get(n) or TestResult(n, "missing", 0.0, MISSING) for n in owned)
         passed = sum(t.outcome == "passed" for t in tests)
-        earned = round(check.points * passed / len(tests), 4) if tests else 0.0
+        if not tests:
+            earned = 0.0
+        elif check.partial_credit:
+            earned = round(check.points * passed / len(tests), 4)
+        else:
+            earned = check.points if passed == len(tests) else 0.0
         scores.append(CheckScore(check=check, tests=tests, earned=earned))
     return scores
 

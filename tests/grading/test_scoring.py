@@ -47,3 +47,18 @@ def test_missing_results_count_as_failed_and_unknown_ones_are_ignored() -> None:
 def test_skipped_earns_nothing() -> None:
     outcomes = {n: "skipped" if "mean" in n else "passed" for n in EXPECTED}
     assert percent(score_checks(MANIFEST, EXPECTED, _results(outcomes))) == 50.0
+
+
+def test_all_or_nothing_check_needs_every_test() -> None:
+    strict = MANIFEST.model_copy(update={"checks": [
+        c.model_copy(update={"partial_credit": False}) if c.id == "add-edge" else c for c in MANIFEST.checks]})
+    outcomes = {n: "passed" for n in EXPECTED}
+    outcomes["hidden/test_add_edge.py::test_add_edge[-4-1--3]"] = "failed"
+    by_id = {s.check.id: s for s in score_checks(strict, EXPECTED, _results(outcomes))}
+    assert by_id["add-edge"].earned == 0.0 and by_id["add-edge"].status == "fail"
+    assert by_id["add-edge"].reasons() == [
+        "-3.00 pts: all-or-nothing check, 1 of 3 tests did not pass",
+        "-0.00 pts: hidden/test_add_edge.py::test_add_edge[-4-1--3]: failed: boom"]
+    assert percent(list(by_id.values())) == 70.0
+    outcomes["hidden/test_add_edge.py::test_add_edge[-4-1--3]"] = "passed"
+    assert percent(score_checks(strict, EXPECTED, _results(outcomes))) == 100.0
