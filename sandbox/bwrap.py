@@ -123,8 +123,6 @@ class BwrapBackend:
         args += _system_args()
         args += ["--perms", "0644", "--ro-bind-data", str(passwd_fd), "/etc/passwd",
                  "--perms", "0644", "--ro-bind-data", str(group_fd), "/etc/group"]
-        for root in python_roots():
-            args += ["--ro-bind", root, root]
         # The sandbox user maps to the grader's host uid. Where that is root, procfs grants it
         # owner access to global sysctls (kernel.core_pattern: a host root escape), which
         # bwrap does not cover in that case; make them read-only.
@@ -139,6 +137,8 @@ class BwrapBackend:
             args += ["--ro-bind", "/sys", "/sys"]  # the CUDA driver and NVML read PCI topology there
         args += ["--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                  "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp"]
+        for root in python_roots():  # after /tmp's tmpfs: a checkout under /tmp must stay visible
+            args += ["--ro-bind", root, root]
         for mount in mounts:
             args += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
         args += ["--remount-ro", "/"]

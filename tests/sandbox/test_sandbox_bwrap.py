@@ -139,3 +139,16 @@ def test_cuda_argv_binds_nvidia_devices():
     assert argv.index("--dev-bind") < argv.index("--remount-ro")  # bound before /dev turns read-only
     cpu = backend.build_argv(["true"], device="cpu", nvidia_devices=fake, **kwargs)
     assert "--dev-bind" not in cpu and "/sys" not in cpu
+
+
+def test_python_prefixes_are_bound_after_the_tmp_tmpfs(monkeypatch):
+    """A checkout under /tmp (CI clones there) keeps its venv visible inside the sandbox."""
+    import sandbox.bwrap as bwrap_mod
+    backend = BwrapBackend()
+    backend.bwrap = backend.bwrap or "/usr/bin/bwrap"
+    monkeypatch.setattr(bwrap_mod, "python_roots", lambda: ["/tmp/clone/.venv"])
+    argv = backend.build_argv(["true"], mounts=[], env={}, workdir="/", limits=Limits(), device="cpu",
+                              data_fds=(3, 4, 5))
+    tmpfs = [i for i, a in enumerate(argv) if a == "--tmpfs" and argv[i + 1] == "/tmp"][0]
+    bind = [i for i, a in enumerate(argv[:-2]) if a == "--ro-bind" and argv[i + 1] == "/tmp/clone/.venv"][0]
+    assert bind > tmpfs
