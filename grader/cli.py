@@ -73,6 +73,8 @@ def cmd_kit(args: argparse.Namespace) -> int:
     shutil.copy2(exercise.brief, staging / "README.md")
     if (exercise.tests / "public").is_dir():
         shutil.copytree(exercise.tests / "public", staging / "tests" / "public", ignore=ignore)
+    if (exercise.tests / "conftest.py").is_file():  # fixtures shared by public and hidden tests
+        shutil.copy2(exercise.tests / "conftest.py", staging / "tests" / "conftest.py")
     (staging / "self_check.py").write_text(SELF_CHECK)
     if dest.exists():
         dest.rmdir()

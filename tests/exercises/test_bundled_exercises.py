@@ -40,3 +40,23 @@ def test_grade_json_validates_against_the_schema(tmp_path: Path) -> None:
     validate_report(report)
     resume = next(c for c in report["checks"] if c["id"] == "resume")
     assert resume["status"] != "pass" and resume["reasons"]
+
+
+def test_data_loader_kit_self_check_passes_on_the_reference_only(tmp_path: Path) -> None:
+    exercise = load_exercise("data-loader")
+    kit = tmp_path / "kit"
+    assert mlgrade("kit", "data-loader", "--out", str(kit)).returncode == 0
+    files = {p.relative_to(kit).as_posix() for p in kit.rglob("*") if p.is_file()}
+    assert {"README.md", "loader.py", "collate.py", "shards.py", "self_check.py", "tests/conftest.py"} <= files
+    assert not any(f.startswith("tests/hidden") or "calibration" in f for f in files)
+
+    def self_check() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "self_check.py"], cwd=kit, capture_output=True, text=True,
+                              timeout=300, env=dict(ENV, PYTHONDONTWRITEBYTECODE="1"))
+
+    starter = self_check()
+    assert starter.returncode == 1 and "failed" in starter.stdout
+    for name in exercise.manifest.required_files:
+        (kit / name).write_bytes((exercise.reference / name).read_bytes())
+    reference = self_check()
+    assert reference.returncode == 0, reference.stdout[-2000:]
