@@ -224,3 +224,24 @@ def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:
         pytest.skip("bubblewrap is not available here")
     report = Grader("bwrap").grade(toy, TOY_SUBMISSIONS / "read-runner-memory")
     assert report["score"]["percent"] == 100.0, [r for c in report["checks"] for r in c["reasons"]]
+
+
+def test_wall_clock_limit_ends_the_grading_and_unreported_tests_fail(tmp_path: Path) -> None:
+    import shutil
+    home = tmp_path / "home"
+    shutil.copytree(TOY_HOME, home)
+    manifest = home / "exercises" / "toy" / "exercise.toml"
+    manifest.write_text(manifest.read_text().replace("wall_s = 60", "wall_s = 6").replace("test_timeout_s = 4",
+                                                                                          "test_timeout_s = 30"))
+    os.environ["MLGRADE_HOME"] = str(home)
+    try:
+        exercise = load_exercise("toy")
+    finally:
+        os.environ.pop("MLGRADE_HOME", None)
+    report = Grader(BACKENDS[0]).grade(exercise, TOY_SUBMISSIONS / "hang")
+    assert report["run"]["timed_out"] and report["run"]["wall_s"] < 15
+    outcomes = _outcomes(report)
+    assert {outcomes[n] for n in outcomes if "mean" in n} == {"missing"}
+    assert {outcomes[n] for n in outcomes if "add" in n} == {"passed"}
+    assert report["score"]["percent"] == 50.0
+    assert any("wall-clock limit of 6 s" in w for w in report["warnings"])
