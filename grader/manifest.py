@@ -7,9 +7,10 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from .errors import BadInput
 
@@ -30,26 +31,69 @@ class LimitsSpec(_Strict):
     file_size_mb: int = Field(64, ge=1)
 
 
-class Check(_Strict):
+class _CheckBase(_Strict):
     id: str = Field(pattern=SLUG)
     title: str = Field(min_length=1)
-    kind: Literal["pytest"] = "pytest"
     visibility: Literal["public", "hidden"]
     points: float = Field(gt=0)
+
+    def owns(self, nodeid: str) -> bool:
+        """True when the pytest node id belongs to this check (only pytest checks own tests)."""
+        return False
+
+
+class PytestCheck(_CheckBase):
+    """Points for the pytest tests under the given node-id prefixes."""
+
+    kind: Literal["pytest"] = "pytest"
     tests: list[str] = Field(min_length=1)
     timeout_s: float | None = Field(None, gt=0)
     partial_credit: bool = True  # False: the points need every test of the check to pass (an invariant)
 
     @model_validator(mode="after")
-    def _tests_match_visibility(self) -> "Check":
+    def _tests_match_visibility(self) -> "PytestCheck":
         for pattern in self.tests:
             if not pattern.startswith(self.visibility + "/"):
                 raise ValueError(f"test {pattern!r} is not under {self.visibility}/ like its check")
         return self
 
     def owns(self, nodeid: str) -> bool:
-        """True when nodeid falls under one of this check's node-id prefixes."""
         return any(matches(pattern, nodeid) for pattern in self.tests)
+
+
+class OutputsCheck(_CheckBase):
+    """Points for outputs that match the spec's float64 reference, compared on the host.
+
+    The sandbox only runs the candidate's function on inputs made from the spec's cases and
+    writes what came out; the verdict is computed outside the candidate's process.
+    """
+
+    kind: Literal["outputs"]
+    entry: Literal["entry", "triton_entry"] = "entry"  # which of the spec's ENTRY / TRITON_ENTRY to call
+    mode: Literal["cpu", "interpret", "cuda"] = "cpu"  # interpret: Triton kernels on CPU (TRITON_INTERPRET=1)
+    partial_credit: bool = True
+
+
+class LatencyCheck(_CheckBase):
+    """Points for the speed-up over the baseline, relative to the reference's speed-up in the same grading."""
+
+    kind: Literal["latency"]
+    requires: list[str] = []  # check ids that must pass fully, else this check scores 0
+    full_at: float = Field(0.85, gt=0, le=1)  # fraction of the reference's log-speed-up that earns full points
+    baseline_agreement: float = Field(1.5, gt=1)  # max ratio between in-run and clean-process baseline times
+    wall_agreement: float = Field(0.5, gt=0, le=1)  # min (summed timed calls / wall clock of the same calls)
+    partial_credit: bool = True
+
+
+def _kind(value: object) -> str:
+    return value.get("kind", "pytest") if isinstance(value, dict) else getattr(value, "kind", "pytest")
+
+
+CHECK_KINDS = ("pytest", "outputs", "latency")
+Check = Annotated[Union[Annotated[PytestCheck, Tag("pytest")], Annotated[OutputsCheck, Tag("outputs")],
+                        Annotated[LatencyCheck, Tag("latency")]],
+                  Discriminator(_kind, custom_error_type="check_kind",
+                                custom_error_message=f"kind must be one of {', '.join(CHECK_KINDS)}")]
 
 
 class Calibration(_Strict):
@@ -78,6 +122,7 @@ class Manifest(_Strict):
     checks: list[Check] = Field(min_length=1)
     calibration: list[Calibration] = []
     starter_passes: dict[str, str] = {}
+    spec: str | None = None  # trusted spec module for outputs/latency checks, relative to the exercise folder
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Manifest":
@@ -86,9 +131,16 @@ class Manifest(_Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
-        for path in self.required_files:
+        for path in [*self.required_files, *([self.spec] if self.spec else [])]:
             if path.startswith("/") or ".." in Path(path).parts:
-                raise ValueError(f"required file {path!r} must be a relative path inside the submission")
+                raise ValueError(f"path {path!r} must be relative and stay inside its folder")
+        ids = {c.id for c in self.checks}
+        for check in self.checks:
+            if check.kind in ("outputs", "latency") and not self.spec:
+                raise ValueError(f"check {check.id} of kind {check.kind} needs the top-level key spec")
+            for needed in getattr(check, "requires", []):
+                if needed not in ids or needed == check.id:
+                    raise ValueError(f"check {check.id} requires {needed!r}, which is not another check")
         return self
 
     @property
@@ -102,7 +154,9 @@ def matches(pattern: str, nodeid: str) -> bool:
 
 
 def _where(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    # A check's location carries the union's tag after its index (checks.1.pytest.points): drop it.
+    parts = [str(p) for i, p in enumerate(loc) if not (p in CHECK_KINDS and i and isinstance(loc[i - 1], int))]
+    return ".".join(parts) or "(top level)"
 
 
 def load_manifest(path: Path) -> Manifest:

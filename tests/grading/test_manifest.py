@@ -38,7 +38,7 @@ def test_toy_manifest_loads() -> None:
     ('device = "cpu"', 'device = "cpu"\ncolour = "red"', "colour", "Extra inputs"),
     ('tests = ["hidden/test_mean.py"]', 'tests = ["public/test_mean.py"]', "checks.2", "not under hidden/"),
     ('id = "mean"', 'id = "add-edge"', "(top level)", "duplicate check id: add-edge"),
-    ('required_files = ["calc.py"]', 'required_files = ["../calc.py"]', "(top level)", "relative path"),
+    ('required_files = ["calc.py"]', 'required_files = ["../calc.py"]', "(top level)", "must be relative"),
     ('id = "toy"', 'id = "other"', "id", "folder name"),
     ('title = "Toy arithmetic"', 'title = "Toy', "", "not valid TOML"),
 ])
@@ -69,3 +69,21 @@ def test_node_id_prefixes_match_whole_names_only() -> None:
 def test_every_bundled_manifest_loads() -> None:
     for manifest in (Path(__file__).parents[2] / "exercises").glob("*/exercise.toml"):
         assert load_manifest(manifest).id == manifest.parent.name
+
+
+def test_unknown_check_kind_is_named(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'id = "mean"', 'id = "mean"\nkind = "vibes"')
+    with pytest.raises(BadInput, match=r"key checks.2: kind must be one of pytest, outputs, latency"):
+        load_manifest(path)
+
+
+def test_outputs_and_latency_checks_need_a_spec(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'tests = ["hidden/test_mean.py"]', 'kind = "outputs"')
+    with pytest.raises(BadInput, match="check mean of kind outputs needs the top-level key spec"):
+        load_manifest(path)
+    (tmp_path / "toy").rename(tmp_path / "first")
+    path = _broken(tmp_path, 'tests = ["hidden/test_mean.py"]', 'kind = "latency"\nrequires = ["nope"]')
+    text = path.read_text().replace('required_files', 'spec = "tests/spec.py"\nrequired_files')
+    path.write_text(text)
+    with pytest.raises(BadInput, match="check mean requires 'nope', which is not another check"):
+        load_manifest(path)
