@@ -15,7 +15,7 @@ from rich.table import Table
 from .errors import BadInput, InfraError
 from .exercises import Exercise, all_exercise_ids, load_exercise
 
-BACKEND_CHOICES = ["auto", "bwrap", "process"]
+BACKEND_CHOICES = ["auto", "docker", "bwrap", "process"]
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
@@ -138,6 +138,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_image(args: argparse.Namespace) -> int:
+    from sandbox import SandboxError
+    from sandbox import image
+    try:
+        if args.action == "build":
+            wheelhouse = Path(args.wheelhouse) if args.wheelhouse else None
+            image_id = image.build(gpu=args.gpu, base=args.base, wheelhouse=wheelhouse, tag=args.tag,
+                                   log=_progress)
+            out.print(f"{args.tag or image.default_image(args.gpu)} built: {image_id}", markup=False, emoji=False)
+            return 0
+        report = image.check(gpu=args.gpu, image=args.tag)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    except SandboxError as exc:
+        raise InfraError(str(exc)) from None
+    if not report.present:
+        raise InfraError(f"sandbox image {report.image} is missing; {report.problem}")
+    for line in report.lines():
+        out.print(line, markup=False, emoji=False, soft_wrap=True)
+    if report.problem:
+        raise InfraError(f"sandbox image {report.image} is not usable: {report.problem}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mlgrade", description="Grade ML-engineering take-home submissions in a sandbox.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -170,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="grade every bundled reference, starter and calibration submission")
     demo.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     demo.set_defaults(func=cmd_demo)
+
+    img = sub.add_parser("image", help="build or check the Docker sandbox image")
+    img_sub = img.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = img_sub.add_parser("build", help="build the sandbox image (the pinned lock on a Python 3.11 base)")
+    build.add_argument("--gpu", action="store_true", help="the CUDA image (Dockerfile.gpu) instead of the CPU one")
+    build.add_argument("--base", help="base image (default python:3.11-slim; --gpu: a PyTorch CUDA runtime image)")
+    build.add_argument("--wheelhouse", help="folder of wheels: install from it only, with no network")
+    build.add_argument("--tag", help="image name (default mlgrade-sandbox:cpu or :gpu, or $MLGRADE_IMAGE)")
+    build.set_defaults(func=cmd_image)
+    check = img_sub.add_parser("check", help="is the image there, which digest, which torch and triton inside")
+    check.add_argument("--gpu", action="store_true")
+    check.add_argument("--tag", help="image name (default as for build)")
+    check.set_defaults(func=cmd_image)
     return parser
 
 

@@ -3,7 +3,8 @@
     from sandbox import get_backend, Mount, Limits
     result = get_backend("auto").run(["python3", "-c", "print(1)"], limits=Limits(wall_s=10))
 
-`auto` picks the strongest backend that can run here: docker, then bwrap, then process.
+`auto` picks the strongest backend that can run here: docker (when an engine answers and the
+sandbox image is built), then bwrap, then process.
 This package never imports `grader`.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
 
 # Strongest first; `auto` takes the first one whose unavailable_reason() is None.
 BACKENDS: dict[str, str] = {
+    "docker": "sandbox.docker_backend:DockerBackend",
     "bwrap": "sandbox.bwrap:BwrapBackend",
     "process": "sandbox.process:ProcessBackend",
 }
