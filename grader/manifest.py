@@ -36,6 +36,7 @@ class _CheckBase(_Strict):
     title: str = Field(min_length=1)
     visibility: Literal["public", "hidden"]
     points: float = Field(gt=0)
+    device: Literal["cpu", "cuda", "any"] = "any"  # gradings on another device leave the check out
 
     def owns(self, nodeid: str) -> bool:
         """True when the pytest node id belongs to this check (only pytest checks own tests)."""

@@ -12,19 +12,25 @@ import secrets
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from sandbox import BackendUnavailable, Limits, Mount, RunResult, SandboxError, get_backend
 
 from .errors import BadInput, InfraError
 from .exercises import Exercise
+from .checks import latency as latency_check
+from .checks import outputs as outputs_check
+from .checks.probe_output import ProbeOutput, read_probe
+from .checks.spec import load_spec
 from .intake import Submission, intake
 from .report import SCHEMA_ID, UNSANDBOXED, validate_report
 from .results import RunResults, read_results
-from .scoring import percent, score_checks
+from .scoring import CheckScore, percent, score_pytest_check
 
 HARNESS = Path(__file__).resolve().parent / "harness"
 BOX = "/mlgrade"  # where things appear inside the sandbox
@@ -41,6 +47,10 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1][:500]
 
 
 def _short(path: Path) -> str:
@@ -90,8 +100,12 @@ class Grader:
         return Limits(wall_s=wall_s or spec.wall_s, cpus=spec.cpus, memory_mb=spec.memory_mb, pids=spec.pids,
                       output_bytes=spec.output_kb * 1024, file_size_mb=spec.file_size_mb)
 
-    def _run_harness(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str,
-                     seed: int, wall_s: float | None = None) -> tuple[RunResult, RunResults]:
+    @contextmanager
+    def _sandbox(self, exercise: Exercise, code: Path, script: str, config: dict[str, Any], device: str, seed: int,
+                 *, stdin: bytes | None = None, wall_s: float | None = None,
+                 env: dict[str, str] | None = None) -> Iterator[tuple[RunResult, Path]]:
+        """Run one harness script in the sandbox over `code`; yield the result and the out folder,
+        which is removed when the block ends (read what you need inside it)."""
         with tempfile.TemporaryDirectory(prefix="mlgrade-run-") as tmp:
             config_dir, out_dir = Path(tmp, "config"), Path(tmp, "out")
             config_dir.mkdir()
@@ -99,27 +113,44 @@ class Grader:
             out_dir.chmod(0o777)  # the sandbox user may not be the grader's user
             (config_dir / "config.json").write_text(json.dumps(config))
             mounts = [Mount(code, f"{BOX}/submission"), Mount(exercise.tests, f"{BOX}/tests"),
-                      Mount(HARNESS, f"{BOX}/harness"), Mount(config_dir, f"{BOX}/config"),
-                      Mount(out_dir, f"{BOX}/out", writable=True)]
+                      Mount(exercise.starter, f"{BOX}/baseline"), Mount(HARNESS, f"{BOX}/harness"),
+                      Mount(config_dir, f"{BOX}/config"), Mount(out_dir, f"{BOX}/out", writable=True)]
             limits = self._limits(exercise, wall_s)
-            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
-                   "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": str(seed), "MLGRADE_SEED": str(seed),
-                   "OMP_NUM_THREADS": str(limits.cpus), "MKL_NUM_THREADS": str(limits.cpus),
-                   "MLGRADE_TESTS": f"{BOX}/tests", "MLGRADE_SUBMISSION": f"{BOX}/submission",
-                   "MLGRADE_OUT": f"{BOX}/out", "MLGRADE_DEVICE": device}
-            argv = [*self.backend.python(), f"{BOX}/harness/runner.py", f"{BOX}/config/config.json"]
-            key = secrets.token_hex(32).encode()  # signs the runner's results; see harness/runner.py
+            full_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+                        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": str(seed), "MLGRADE_SEED": str(seed),
+                        "OMP_NUM_THREADS": str(limits.cpus), "MKL_NUM_THREADS": str(limits.cpus),
+                        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": f"{BOX}/harness",
+                        "MLGRADE_TESTS": f"{BOX}/tests", "MLGRADE_SUBMISSION": f"{BOX}/submission",
+                        "MLGRADE_BASELINE": f"{BOX}/baseline", "MLGRADE_OUT": f"{BOX}/out",
+                        "MLGRADE_DEVICE": device, **(env or {})}
+            argv = [*self.backend.python(), f"{BOX}/harness/{script}", f"{BOX}/config/config.json"]
             try:
-                run = self.backend.run(argv, mounts=mounts, env=env, workdir=f"{BOX}/tests", limits=limits,
-                                       device=device, stdin=key)  # type: ignore[arg-type]
+                run = self.backend.run(argv, mounts=mounts, env=full_env, workdir=f"{BOX}/tests", limits=limits,
+                                       device=device, stdin=stdin)  # type: ignore[arg-type]
             except SandboxError as exc:
                 raise InfraError(f"sandbox backend {self.backend.name} failed: {exc}") from None
-            results = read_results(out_dir / "results.jsonl", key)
+            yield run, out_dir
+
+    def _run_harness(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str,
+                     seed: int, wall_s: float | None = None) -> tuple[RunResult, RunResults]:
+        """The pytest runner over `code`: its signed results (see harness/runner.py)."""
+        key = secrets.token_hex(32).encode()  # signs the runner's results
+        with self._sandbox(exercise, code, "runner.py", config, device, seed, stdin=key, wall_s=wall_s) as (run, out):
+            results = read_results(out / "results.jsonl", key)
         if not results.started and not (run.timed_out or run.oom_killed):
-            last = (run.stderr.strip().splitlines() or ["no output"])[-1]
             raise InfraError(f"the test runner did not start in the {self.backend.name} sandbox "
-                             f"(exit code {run.exit_code}): {last}")
+                             f"(exit code {run.exit_code}): {_last_line(run.stderr)}")
         return run, results
+
+    def _probe(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str, seed: int,
+               judge: Callable[[ProbeOutput, Path], Any], env: dict[str, str] | None = None) -> tuple[RunResult, Any]:
+        """Run harness/probe.py over `code` and judge what it wrote while the out folder exists."""
+        with self._sandbox(exercise, code, "probe.py", config, device, seed, env=env) as (run, out):
+            probe = read_probe(out)
+            if probe.first("started") is None and not (run.timed_out or run.oom_killed):
+                raise InfraError(f"the probe did not start in the {self.backend.name} sandbox "
+                                 f"(exit code {run.exit_code}): {_last_line(run.stderr)}")
+            return run, judge(probe, out)
 
     def collect(self, exercise: Exercise) -> list[str]:
         """The node ids the exercise's tests define, collected against the trusted starter."""
@@ -143,67 +174,150 @@ class Grader:
         """Grade one submission; return the grader-view report (validated against the schema)."""
         started, clock = _now(), time.monotonic()
         device = resolve_device(exercise, device)
+        checks = [c for c in exercise.manifest.checks if c.device in ("any", device)]
+        grading = _Grading(device=device, seed=seed)
         with tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
             Path(tmp, "in").mkdir()
             submission = intake(submission_path, Path(tmp, "in"), exercise.manifest.required_files)
-            expected = self.collect(exercise)
             workspace = Path(tmp, "workspace")
             _overlay(exercise.starter, submission.root, workspace)
-            self.progress(f"{exercise.id}: running {len(expected)} tests on {_short(submission_path)} "
-                          f"({self.backend.name}, {device})")
-            spec = exercise.manifest.limits
-            config = {"mode": "run", "nodeids": expected, "default_timeout": spec.test_timeout_s,
-                      "timeouts": {p: c.timeout_s for c in exercise.manifest.checks if c.timeout_s for p in c.tests}}
-            run, results = self._run_harness(exercise, workspace, config, device, seed)
-        report = self._report(exercise, submission, expected, run, results, device, seed, started,
-                              time.monotonic() - clock)
+            label = f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})"
+            if any(c.kind == "pytest" for c in checks):
+                self._grade_pytest(exercise, workspace, checks, grading, label)
+            for check in checks:
+                if check.kind == "outputs":
+                    self._grade_outputs(exercise, workspace, check, grading, label)
+            for check in checks:
+                if check.kind == "latency":
+                    self._grade_latency(exercise, workspace, Path(tmp, "reference"), check, grading, label)
+        scores = [grading.scores[c.id] for c in checks]
+        report = self._report(exercise, submission, scores, grading, started, time.monotonic() - clock)
         validate_report(report)
         return report
 
-    def _report(self, exercise: Exercise, submission: Submission, expected: list[str], run: RunResult,
-                results: RunResults, device: str, seed: int, started: str, duration: float) -> dict[str, Any]:
-        scores = score_checks(exercise.manifest, expected, results)
-        return {
+    def _grade_pytest(self, exercise: Exercise, workspace: Path, checks: list, grading: "_Grading",
+                      label: str) -> None:
+        expected = self.collect(exercise)
+        self.progress(f"{label}: running {len(expected)} tests")
+        limits = exercise.manifest.limits
+        config = {"mode": "run", "nodeids": expected, "default_timeout": limits.test_timeout_s,
+                  "timeouts": {p: c.timeout_s for c in checks if c.kind == "pytest" and c.timeout_s for p in c.tests}}
+        run, results = self._run_harness(exercise, workspace, config, grading.device, grading.seed)
+        grading.add_run("pytest", run)
+        grading.env = results.env
+        grading.complete &= results.done
+        grading.malformed += results.malformed_lines + results.unauthenticated_lines
+        grading.warnings += self._result_warnings(expected, results)
+        for check in checks:
+            if check.kind == "pytest":
+                grading.scores[check.id] = score_pytest_check(check, expected, results)
+
+    def _spec(self, exercise: Exercise):
+        return load_spec(exercise.root / str(exercise.manifest.spec))
+
+    def _spec_path(self, exercise: Exercise) -> str:
+        """The spec's path relative to the tests folder (mounted at /mlgrade/tests)."""
+        return str((exercise.root / str(exercise.manifest.spec)).relative_to(exercise.tests))
+
+    def _grade_outputs(self, exercise: Exercise, workspace: Path, check, grading: "_Grading", label: str) -> None:
+        spec = self._spec(exercise)
+        device = "cuda" if check.mode == "cuda" else "cpu"
+        config = outputs_check.probe_config(check, spec, self._spec_path(exercise), device)
+        env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
+        self.progress(f"{label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
+        run, score = self._probe(exercise, workspace, config, device, grading.seed,
+                                 lambda probe, out: outputs_check.judge_outputs(check, spec, probe, out, device), env)
+        grading.add_run(check.id, run)
+        grading.scores[check.id] = score
+
+    def _grade_latency(self, exercise: Exercise, workspace: Path, reference_ws: Path, check,
+                       grading: "_Grading", label: str) -> None:
+        spec = self._spec(exercise)
+        device = grading.device
+        blocked = [r for r in check.requires if r in grading.scores and not grading.scores[r].full]
+        config = latency_check.probe_config(spec, self._spec_path(exercise), spec.ENTRY, spec.BASELINE, device,
+                                            exercise.manifest.limits.cpus, grading.seed)
+        empty = ProbeOutput()
+        if blocked:
+            score, section = latency_check.judge_latency(check, spec, device, empty, reference_ws, empty, blocked)
+        else:
+            if not reference_ws.exists():
+                _overlay(exercise.starter, exercise.reference, reference_ws)
+            self.progress(f"{label}: {check.id}: timing the reference and the baseline in a clean process")
+            run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p)
+            grading.add_run(f"{check.id}-clean", run_b)
+            self.progress(f"{label}: {check.id}: timing the candidate beside the baseline")
+            run_a, (score, section) = self._probe(
+                exercise, workspace, config, device, grading.seed,
+                lambda probe, out: latency_check.judge_latency(check, spec, device, probe, out, probe_b, []))
+            grading.add_run(check.id, run_a)
+        grading.scores[check.id] = score
+        grading.latency.append(section)
+
+    def _report(self, exercise: Exercise, submission: Submission, scores: list[CheckScore], grading: "_Grading",
+                started: str, duration: float) -> dict[str, Any]:
+        runs = grading.runs
+        main = runs[0][1] if runs else None
+        report = {
             "schema": SCHEMA_ID,
             "view": "grader",
             "exercise": {"id": exercise.id, "title": exercise.manifest.title, "version_hash": exercise.version_hash},
             "submission": {"source": submission.source, "sha256": submission.sha256, "files": list(submission.files)},
             "environment": {
-                "backend": self.backend.name, "sandboxed": self.backend.isolated, "device": device, "seed": seed,
-                "mlgrade": _version("mlgrade"), "python": results.env.get("python"),
-                "torch": results.env.get("torch"), "triton": results.env.get("triton"),
-                "host": platform.platform(), "enforced_limits": list(run.enforced), "details": dict(run.details),
+                "backend": self.backend.name, "sandboxed": self.backend.isolated, "device": grading.device,
+                "seed": grading.seed, "mlgrade": _version("mlgrade"),
+                "python": grading.env.get("python") or platform.python_version(),
+                "torch": grading.env.get("torch") or _version("torch"),
+                "triton": grading.env.get("triton") or _version("triton"),
+                "host": platform.platform(), "enforced_limits": list(main.enforced) if main else [],
+                "details": dict(main.details) if main else {},
             },
             "timing": {"started_at": started, "finished_at": _now(), "duration_s": round(duration, 3)},
-            "score": {"points": round(sum(s.earned for s in scores), 4), "max_points": exercise.manifest.total_points,
-                      "percent": percent(scores)},
+            "score": {"points": round(sum(s.earned for s in scores), 4),
+                      "max_points": sum(s.check.points for s in scores), "percent": percent(scores)},
             "checks": [{
                 "id": s.check.id, "title": s.check.title, "kind": s.check.kind, "visibility": s.check.visibility,
-                "points": s.earned, "max_points": s.check.points, "partial_credit": s.check.partial_credit,
+                "points": s.earned, "max_points": s.check.points,
+                "partial_credit": getattr(s.check, "partial_credit", True),
                 "status": s.status, "passed": s.passed,
                 "total": len(s.tests), "reasons": s.reasons(),
                 "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "duration_s": t.duration_s, "message": t.message}
                           for t in s.tests],
             } for s in scores],
             "run": {
-                "exit_code": run.exit_code, "timed_out": run.timed_out, "oom_killed": run.oom_killed,
-                "wall_s": round(run.wall_s, 3), "peak_memory_mb": run.peak_memory_mb, "complete": results.done,
-                "malformed_lines": results.malformed_lines + results.unauthenticated_lines,
-                "stdout_tail": run.stdout[-TAIL:], "stderr_tail": run.stderr[-TAIL:],
+                "exit_code": main.exit_code if main else None,
+                "timed_out": any(r.timed_out for _, r in runs), "oom_killed": any(r.oom_killed for _, r in runs),
+                "wall_s": round(sum(r.wall_s for _, r in runs), 3),
+                "peak_memory_mb": max((r.peak_memory_mb for _, r in runs if r.peak_memory_mb is not None),
+                                      default=None),
+                "complete": grading.complete, "malformed_lines": grading.malformed,
+                "stdout_tail": main.stdout[-TAIL:] if main else "", "stderr_tail": main.stderr[-TAIL:] if main else "",
+                "runs": [{"what": what, "exit_code": r.exit_code, "timed_out": r.timed_out,
+                          "oom_killed": r.oom_killed, "wall_s": round(r.wall_s, 3)} for what, r in runs],
             },
-            "warnings": self._warnings(exercise, expected, run, results),
+            "warnings": self._warnings(exercise, grading),
         }
+        if grading.latency:
+            report["latency"] = grading.latency
+        return report
 
-    def _warnings(self, exercise: Exercise, expected: list[str], run: RunResult, results: RunResults) -> list[str]:
+    def _warnings(self, exercise: Exercise, grading: "_Grading") -> list[str]:
         limits = exercise.manifest.limits
         warnings = [] if self.backend.isolated else [UNSANDBOXED]
-        if run.timed_out:
-            warnings.append(f"the test run hit its wall-clock limit of {limits.wall_s:g} s; "
-                            "tests without a result count as failed")
-        if run.oom_killed:
-            warnings.append(f"the test run ran out of memory (limit {limits.memory_mb} MiB)")
-        if not results.done and not (run.timed_out or run.oom_killed):
-            warnings.append(f"the test runner did not report the end of the run (exit code {run.exit_code})")
+        for what, run in grading.runs:
+            if run.timed_out:
+                warnings.append(f"{what}: the run hit its wall-clock limit of {limits.wall_s:g} s; "
+                                "whatever had no result counts as failed")
+            if run.oom_killed:
+                warnings.append(f"{what}: the run ran out of memory (limit {limits.memory_mb} MiB)")
+            if run.stdout_truncated or run.stderr_truncated:
+                warnings.append(f"{what}: the run's output was over its cap and was truncated")
+        return warnings + grading.warnings
+
+    def _result_warnings(self, expected: list[str], results: RunResults) -> list[str]:
+        warnings = []
+        if not results.done:
+            warnings.append("the test runner did not report the end of the run")
         if results.truncated:
             warnings.append("the results file was over its size cap; the rest was ignored")
         if results.malformed_lines:
@@ -217,9 +331,25 @@ class Grader:
         unknown = set(results.tests) - set(expected)
         if unknown:
             warnings.append(f"{len(unknown)} results for tests the exercise does not define were ignored")
-        if run.stdout_truncated or run.stderr_truncated:
-            warnings.append("the test run's output was over its cap and was truncated")
         return warnings
+
+
+@dataclass
+class _Grading:
+    """What one grading accumulates across its sandbox runs."""
+
+    device: str
+    seed: int
+    scores: dict[str, CheckScore] = field(default_factory=dict)
+    runs: list[tuple[str, RunResult]] = field(default_factory=list)
+    env: dict[str, str | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    complete: bool = True
+    malformed: int = 0
+
+    def add_run(self, what: str, run: RunResult) -> None:
+        self.runs.append((what, run))
 
 
 def write_reports(report: dict[str, Any], out: Path, markdown: str) -> None:

@@ -1,0 +1,1 @@
+"""Host-side judges for check kinds whose verdict is computed outside the candidate's process."""

@@ -1,0 +1,190 @@
+"""The `latency` check: speed-up over the baseline, relative to the reference's, with tamper evidence.
+
+Two sandbox runs feed it. Run A imports the candidate and times baseline and candidate
+in one process; run B, with no candidate code, times the baseline and the reference the
+same way. On the host:
+
+- correctness first: a required check that did not pass fully means 0;
+- tamper evidence (any one means 0, with the reason named): timing functions or the
+  baseline replaced after the candidate's import; timed calls that add up to less than
+  `wall_agreement` of the wall clock around them; the baseline timed in run A disagreeing
+  with the clean run B by more than `baseline_agreement`; a timed output (a random sample)
+  that does not match the float64 reference; an achieved bandwidth over 1.25× the measured
+  copy bandwidth (an impossible speed-up);
+- score per case: r = log(candidate speed-up) / log(reference speed-up), clamped to [0, 1];
+  the case earns min(1, r / full_at), rounded down to a tenth so that timing noise does not
+  move scores between gradings; the check earns points × the mean over cases.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..manifest import LatencyCheck
+from ..results import TestResult
+from ..scoring import CheckScore
+from .probe_output import ProbeOutput, load_output
+
+ROOFLINE_SLACK = 1.25
+STEP = 0.1
+
+
+def probe_config(spec: ModuleType, spec_path: str, entry: str, baseline: str, device: str, threads: int,
+                 seed: int) -> dict[str, Any]:
+    return {"mode": "latency", "spec": spec_path, "device": device, "entry": entry, "baseline": baseline,
+            "cases": [case.name for case in spec.bench_cases(device)], "threads": threads, "seed": seed,
+            "rounds": 30 if device == "cpu" else 200, "warmup": 3, "checked_outputs": 3,
+            "pool_bytes": 64 * 2**20 if device == "cpu" else 2 * 2**30}
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def bootstrap_speedup(baseline: list[float], candidate: list[float], seed: int = 0,
+                      resamples: int = 1000) -> tuple[float, float]:
+    """95% bootstrap confidence interval of median(baseline) / median(candidate)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    base, cand = np.asarray(baseline), np.asarray(candidate)
+    ratios = [np.median(rng.choice(base, base.size)) / np.median(rng.choice(cand, cand.size))
+              for _ in range(resamples)]
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _floats(value: Any) -> list[float]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, (int, float)) and v > 0 for v in value):
+        return []
+    return [float(v) for v in value]
+
+
+@dataclasses.dataclass
+class CaseTiming:
+    case: str
+    baseline: list[float]
+    candidate: list[float]
+    wall: dict[str, float]
+    checked: dict[str, Any]
+
+
+def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
+    found = {}
+    for event in probe.events("latency"):
+        wall = event.get("wall_s") if isinstance(event.get("wall_s"), dict) else {}
+        found[str(event.get("case"))] = CaseTiming(str(event.get("case")), _floats(event.get("baseline_s")),
+                                                   _floats(event.get("candidate_s")), wall,
+                                                   event.get("checked") if isinstance(event.get("checked"), dict)
+                                                   else {})
+    return found
+
+
+def _case_fraction(speedup: float, reference: float, full_at: float) -> float:
+    if reference <= 1.0:  # the reference is no faster than the baseline here: any non-slower code is full marks
+        return 1.0 if speedup >= reference else 0.0
+    ratio = math.log(max(speedup, 1.0)) / math.log(reference)
+    return math.floor(min(1.0, max(0.0, ratio) / full_at) / STEP + 1e-9) * STEP
+
+
+def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: ProbeOutput, dir_a: Path,
+                  run_b: ProbeOutput, blocked_by: list[str]) -> tuple[CheckScore, dict[str, Any]]:
+    """Score the latency check and return the report's latency section."""
+    method = next((e.get("method") for e in run_a.events("latency") if isinstance(e.get("method"), str)),
+                  "pytest-benchmark" if device == "cpu" else "CUDA events")
+    bandwidth = run_b.first("bandwidth") or {}
+    copy_gbs = float(bandwidth.get("copy_gbs", 0.0)) if isinstance(bandwidth.get("copy_gbs"), (int, float)) else 0.0
+    section: dict[str, Any] = {"check": check.id, "device": device, "method": method, "copy_gbs": round(copy_gbs, 2),
+                               "cases": [], "flags": []}
+    flags: list[str] = section["flags"]
+    if blocked_by:
+        flags.append(f"correctness first: {', '.join(blocked_by)} did not pass fully")
+    if run_a.first("import_error"):
+        flags.append(f"the candidate's module failed to import: {run_a.first('import_error').get('message', '')}")
+    tamper = run_a.first("tamper")
+    if tamper is None and not flags:
+        flags.append("the timing run did not finish (no tamper report)")
+    elif tamper and tamper.get("changed"):
+        flags.append(f"replaced after the candidate's import: {', '.join(map(str, tamper['changed']))}")
+
+    timed_a, timed_b = _timings(run_a), _timings(run_b)
+    cases = {c.name: c for c in spec.bench_cases(device)}
+    fractions, tests = [], []
+    for name, case in cases.items():
+        a, b = timed_a.get(name), timed_b.get(name)
+        nodeid = f"{check.id}::{name}"
+        if b is None or not b.baseline or not b.candidate:
+            tests.append(TestResult(nodeid, "error", 0.0, "the clean reference run produced no timings"))
+            flags.append(f"{name}: no clean reference timing (infrastructure)")
+            continue
+        if a is None or not a.baseline or not a.candidate:
+            tests.append(TestResult(nodeid, "missing", 0.0, "no timings reported"))
+            fractions.append(0.0)
+            continue
+        row = _case_row(spec, case, a, b, copy_gbs, check, dir_a, flags)
+        section["cases"].append(row)
+        fraction = _case_fraction(row["speedup"], row["reference_speedup"], check.full_at)
+        fractions.append(fraction)
+        tests.append(TestResult(nodeid, "passed" if fraction >= 1.0 else "failed", sum(a.candidate),
+                                f"speed-up {row['speedup']:.2f}x (95% CI {row['speedup_ci'][0]:.2f}-"
+                                f"{row['speedup_ci'][1]:.2f}) vs reference {row['reference_speedup']:.2f}x; "
+                                f"p50 {row['candidate_p50_us']:.1f} us, baseline {row['baseline_p50_us']:.1f} us "
+                                f"-> {fraction:.0%} of the points"))
+    if flags:
+        reasons = tuple(f"-{check.points:.2f} pts: {flag}" for flag in flags)
+        return CheckScore(check, tuple(tests), 0.0, reasons), section
+    earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
+    share = check.points / max(len(fractions), 1)
+    reasons = tuple(f"-{share * (1 - f):.2f} pts: {t.nodeid}: {t.message}"
+                    for t, f in zip(tests, fractions) if f < 1.0)
+    return CheckScore(check, tuple(tests), earned, reasons), section
+
+
+def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gbs: float, check: LatencyCheck,
+              dir_a: Path, flags: list[str]) -> dict[str, Any]:
+    med = statistics.median
+    speedup = med(a.baseline) / med(a.candidate)
+    reference = med(b.baseline) / med(b.candidate)
+    gbs = spec.bytes_moved(case) / med(a.candidate) / 1e9
+    row = {"case": case.name, "baseline_p50_us": med(a.baseline) * 1e6, "candidate_p50_us": med(a.candidate) * 1e6,
+           "candidate_p90_us": _percentile(a.candidate, 0.9) * 1e6,
+           "candidate_p99_us": _percentile(a.candidate, 0.99) * 1e6,
+           "reference_p50_us": med(b.candidate) * 1e6, "baseline_clean_p50_us": med(b.baseline) * 1e6,
+           "rounds": len(a.candidate), "speedup": speedup, "speedup_ci": list(bootstrap_speedup(a.baseline, a.candidate)),
+           "reference_speedup": reference, "gbs": gbs,
+           "pct_of_copy_bandwidth": 100 * gbs / copy_gbs if copy_gbs else None}
+    row = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+    for which, samples in (("candidate", a.candidate), ("baseline", a.baseline)):
+        wall = a.wall.get(which)
+        if not isinstance(wall, (int, float)) or wall <= 0 or sum(samples) / wall < check.wall_agreement:
+            flags.append(f"{case.name}: the {which}'s timed calls add up to {sum(samples):.4f} s but the wall clock "
+                         f"around them says {wall} s")
+    drift = max(med(a.baseline) / med(b.baseline), med(b.baseline) / med(a.baseline))
+    if drift > check.baseline_agreement:
+        flags.append(f"{case.name}: the baseline took {med(a.baseline) * 1e6:.0f} us beside the candidate but "
+                     f"{med(b.baseline) * 1e6:.0f} us in a clean process ({drift:.2f}x apart)")
+    if copy_gbs and gbs > ROOFLINE_SLACK * copy_gbs:
+        flags.append(f"{case.name}: {gbs:.1f} GB/s is beyond the measured copy bandwidth ({copy_gbs:.1f} GB/s): "
+                     "an impossible speed-up")
+    for round_index, kept in a.checked.items():
+        problems = _check_timed_output(spec, case, kept, dir_a)
+        if problems:
+            flags.append(f"{case.name}: timed call {round_index} returned a wrong output: {problems[0]}")
+            break
+    return row
+
+
+def _check_timed_output(spec: ModuleType, case: Any, kept: Any, out_dir: Path) -> list[str]:
+    if not isinstance(kept, dict) or not isinstance(kept.get("pool_index"), int):
+        return ["no description of the output"]
+    if kept.get("type") != "Tensor":
+        return [f"returned {kept.get('type')}"]
+    inputs = spec.make_inputs(dataclasses.replace(case, seed=case.seed + 1000 + kept["pool_index"]))
+    output = load_output(out_dir, kept.get("file"))
+    if output is None:
+        return ["output not readable as float32 [B, V]"]
+    return list(spec.compare(case, inputs, output, spec.reference(inputs)))

@@ -1,0 +1,312 @@
+"""In-sandbox probe for outputs and latency checks: run the candidate's function, write what happened.
+
+    python probe.py CONFIG.json
+
+It never decides a verdict. In "outputs" mode it calls the candidate's function on inputs
+made by the exercise's trusted spec module and writes each output (safetensors) and a
+digest of the inputs after the call; the grader regenerates the inputs on the host and
+compares with its own float64 reference. In "latency" mode it times the baseline and the
+candidate (CPU: pytest-benchmark; CUDA: `gpu_timing.py`), keeps a sample of the timed
+outputs for the host to check, and records tamper evidence: the timing functions and the
+baseline as they were before the candidate's module was imported, and the wall clock of
+the timed calls. Standard library, torch, numpy, safetensors and pytest only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+# Captured before any candidate code can run: the probe times with these, and compares
+# them with what the names point to afterwards.
+_perf_counter = time.perf_counter
+_TIMERS = ("time.perf_counter", "time.perf_counter_ns", "time.monotonic", "time.time",
+           "torch.cuda.synchronize", "torch.cuda.Event", "torch.cuda.Event.elapsed_time",
+           "torch.cuda.Event.record", "triton.testing.do_bench")
+
+MESSAGE_CAP = 1500
+
+
+def _resolve(dotted: str) -> Any:
+    module_name, _, rest = dotted.partition(".")
+    obj = sys.modules.get(module_name)
+    for part in rest.split(".") if rest else []:
+        if obj is None:
+            return None
+        obj = getattr(obj, part, None)
+        if obj is None and part in ("testing",):  # triton.testing is a submodule
+            obj = sys.modules.get(f"{module_name}.{part}")
+    return obj
+
+
+def _fingerprint(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    code = getattr(obj, "__code__", None)
+    body = code.co_code + repr(code.co_consts).encode() if code is not None else repr(obj).encode()
+    return f"{id(obj)}:{hashlib.sha256(body).hexdigest()[:16]}"
+
+
+def snapshot(extra: dict[str, Callable] | None = None) -> dict[str, str | None]:
+    """Identity and code hash of every timing function (and extra callables, e.g. the baseline)."""
+    shot = {name: _fingerprint(_resolve(name)) for name in _TIMERS}
+    for name, fn in (extra or {}).items():
+        shot[name] = _fingerprint(fn)
+    return shot
+
+
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    """sha256 over every input in key order: tensors by dtype, shape and bytes, others by repr."""
+    import torch
+    digest = hashlib.sha256()
+    for key in sorted(inputs):
+        value = inputs[key]
+        digest.update(key.encode() + b"\0")
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode() + flat.numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def load_module_from(path: str, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_entry(entry: str, submission: str) -> Callable:
+    """module:function from the submission folder (candidate code runs here)."""
+    module_name, _, function = entry.partition(":")
+    if submission not in sys.path:
+        sys.path.insert(0, submission)
+    module = importlib.import_module(module_name)
+    fn = getattr(module, function, None)
+    if not callable(fn):
+        raise LookupError(f"{module_name}.py defines no function {function}")
+    return fn
+
+
+class Output:
+    """Appends one JSON line per event to out/probe.jsonl, flushed at once."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.handle = open(out / "probe.jsonl", "a", encoding="utf-8")
+
+    def line(self, **event: Any) -> None:
+        self.handle.write(json.dumps(event) + "\n")
+        self.handle.flush()
+
+
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[-MESSAGE_CAP:]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+        torch.cuda.synchronize()
+
+
+def _move(inputs: dict[str, Any], device: str) -> dict[str, Any]:
+    import torch
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
+def _poison(like_numel: int, device: str) -> None:
+    """Fill freed memory with NaN so an output the candidate leaves partly unwritten shows it."""
+    import torch
+    block = torch.full((like_numel,), float("nan"), dtype=torch.float32, device=device)
+    del block
+
+
+def _save_output(out_dir: Path, index: int, tensor: Any, rows: list[int] | None) -> str | None:
+    import torch
+    from safetensors.torch import save_file
+    if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32 or tensor.dim() != 2:
+        return None
+    data = tensor.detach().to("cpu")
+    if rows is not None:
+        data = data[[r for r in rows if r < data.shape[0]]]
+    name = f"output-{index}.safetensors"
+    save_file({"output": data.contiguous()}, str(out_dir / name))
+    return name
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    import torch
+    if isinstance(value, torch.Tensor):
+        return {"type": "Tensor" if type(value) is torch.Tensor else type(value).__name__,
+                "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape),
+                "device": value.device.type}
+    return {"type": type(value).__name__, "dtype": None, "shape": None, "device": None}
+
+
+# -- outputs mode ---------------------------------------------------------------------------
+
+def run_outputs(config: dict, spec, fn: Callable, out: Output) -> None:
+    device = config["device"]
+    cases = {c.name: c for c in spec.correctness_cases(config["spec_mode"])}
+    for index, name in enumerate(config["cases"]):
+        case = cases[name]
+        started = _perf_counter()
+        event: dict[str, Any] = {"event": "case", "index": index, "case": name}
+        try:
+            # A decoy call first, then the real inputs copied into the decoy's buffers: a
+            # result cached by data_ptr() returns the decoy's output and fails the comparison.
+            decoy_case = dataclasses.replace(case, seed=case.seed + 7919)
+            buffers = _move(spec.make_inputs(decoy_case), device)
+            spec.call(fn, buffers)
+            real = _move(spec.make_inputs(case), device)
+            for key, value in real.items():
+                if hasattr(value, "copy_") and key in buffers and buffers[key].shape == value.shape:
+                    buffers[key].copy_(value)
+                else:
+                    buffers[key] = value
+            _sync(device)
+            _poison(case.batch * case.vocab, device)
+            result = spec.call(fn, buffers)
+            _sync(device)
+            event.update(_describe(result), ok=True, inputs_after=inputs_digest(buffers),
+                         file=_save_output(out.out, index, result, config.get("rows", {}).get(name)))
+        except Exception as exc:  # the candidate's exception is a verdict, not a probe failure
+            event.update(ok=False, error=_error_text(exc))
+        event["seconds"] = round(_perf_counter() - started, 4)
+        out.line(**event)
+
+
+# -- latency mode ---------------------------------------------------------------------------
+
+def _pool(spec, case, device: str, size: int) -> list[dict[str, Any]]:
+    """Distinct inputs for every timed call (no pointer or content reuse a cache could key on)."""
+    return [_move(spec.make_inputs(dataclasses.replace(case, seed=case.seed + 1000 + i)), device)
+            for i in range(size)]
+
+
+def _pool_size(spec, case, config: dict) -> int:
+    per_call = max(1, spec.bytes_moved(case))
+    return max(config.get("min_pool", 4), min(config.get("max_pool", 64),
+                                              math.ceil(config["pool_bytes"] / per_call)))
+
+
+def run_latency(config: dict, spec, fn: Callable, baseline: Callable, out: Output) -> None:
+    device = config["device"]
+    cases = {c.name: c for c in spec.bench_cases(device)}
+    rng = random.Random(config["seed"])
+    for index, name in enumerate(config["cases"]):
+        case = cases[name]
+        pool = _pool(spec, case, device, _pool_size(spec, case, config))
+        samples = sorted(rng.sample(range(config["rounds"]), k=min(config["checked_outputs"], config["rounds"])))
+        if device == "cuda":
+            import gpu_timing  # noqa: E402  (harness module, imported only on a GPU)
+            stats = gpu_timing.bench_pair(spec, baseline, fn, pool, samples, config)
+        else:
+            stats = bench_cpu_pair(spec, baseline, fn, pool, samples, config)
+        files = {}
+        for round_index, (pool_index, result) in stats.pop("kept").items():
+            files[str(round_index)] = {"pool_index": pool_index,
+                                       "file": _save_output(out.out, index * 10000 + round_index, result, None),
+                                       **_describe(result)}
+        out.line(event="latency", index=index, case=name, checked=files, **stats)
+
+
+def bench_cpu_pair(spec, baseline: Callable, fn: Callable, pool: list, samples: list[int], config: dict) -> dict:
+    """Time baseline and candidate with pytest-benchmark in this process (fixed threads, warm-up, median)."""
+    import torch
+    torch.set_num_threads(config["threads"])
+    state = {"pool": pool, "spec": spec, "fns": {"baseline": baseline, "candidate": fn}, "rounds": config["rounds"],
+             "warmup": config["warmup"], "samples": set(samples), "kept": {}, "wall": {}, "clock": _perf_counter}
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp, "bench.json")
+        code = pytest.main([str(Path(__file__).with_name("bench_cpu.py")), "-q",
+                            "-p", "pytest_benchmark.plugin", "--benchmark-json", str(report),
+                            "--benchmark-disable-gc", "-c", str(Path(__file__).with_name("pytest.ini")),
+                            "--rootdir", tmp], plugins=[_BenchState(state)])
+        data = json.loads(report.read_text()) if report.exists() else {"benchmarks": []}
+    timings = {b["param"]: b["stats"]["data"] for b in data["benchmarks"]}
+    if set(timings) != {"baseline", "candidate"}:
+        raise RuntimeError(f"pytest-benchmark did not time both functions (exit code {code})")
+    return {"method": "pytest-benchmark (CPU, median of rounds, fresh inputs per round)",
+            "threads": config["threads"], "baseline_s": timings["baseline"], "candidate_s": timings["candidate"],
+            "wall_s": state["wall"], "kept": state["kept"]}
+
+
+class _BenchState:
+    """pytest plugin object handing the probe's functions and pools to bench_cpu.py."""
+
+    def __init__(self, state: dict) -> None:
+        self.state = state
+
+    @pytest.fixture
+    def probe_state(self) -> dict:
+        return self.state
+
+
+def copy_bandwidth_gbs(device: str) -> float:
+    """Measured copy bandwidth (read + write bytes per second / 1e9), best of several copies."""
+    import torch
+    n = (256 if device == "cuda" else 64) * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        _sync(device)
+        start = _perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, _perf_counter() - start)
+    return 2 * n * 4 / best / 1e9
+
+
+def main() -> int:
+    config = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    out = Output(Path(os.environ["MLGRADE_OUT"]))
+    tests = Path(os.environ["MLGRADE_TESTS"])
+    spec = load_module_from(str(tests / config["spec"]), "mlgrade_spec")
+    baseline = None
+    if config["mode"] == "latency":
+        module, _, function = config["baseline"].partition(":")
+        baseline = getattr(load_module_from(str(Path(os.environ["MLGRADE_BASELINE"]) / f"{module}.py"),
+                                            "mlgrade_baseline"), function)
+    before = snapshot({"baseline": baseline} if baseline else None)
+    out.line(event="started", mode=config["mode"])
+    import torch
+    out.line(event="env", python=sys.version.split()[0], torch=torch.__version__,
+             triton=getattr(sys.modules.get("triton"), "__version__", None))
+    try:
+        fn = load_entry(config["entry"], os.environ["MLGRADE_SUBMISSION"])
+    except BaseException as exc:  # an import that fails or exits is the candidate's verdict
+        out.line(event="import_error", message=_error_text(exc))
+        return 0
+    after_import = snapshot({"baseline": baseline} if baseline else None)
+    if config["mode"] == "outputs":
+        run_outputs(config, spec, fn, out)
+    else:
+        out.line(event="bandwidth", copy_gbs=copy_bandwidth_gbs(config["device"]))
+        run_latency(config, spec, fn, baseline, out)
+    after_run = snapshot({"baseline": baseline} if baseline else None)
+    changed = sorted({k for k in before if before[k] != after_import.get(k) or before[k] != after_run.get(k)})
+    out.line(event="tamper", changed=changed)
+    out.line(event="done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
