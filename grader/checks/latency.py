@@ -70,17 +70,20 @@ class CaseTiming:
     baseline: list[float]
     candidate: list[float]
     wall: dict[str, float]
+    wall_sum: dict[str, float]  # GPU: event-time sums of the wall-check calls (CPU: absent, the rounds' sum)
     checked: dict[str, Any]
+    side_stream: bool
 
 
 def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
     found = {}
     for event in probe.events("latency"):
-        wall = event.get("wall_s") if isinstance(event.get("wall_s"), dict) else {}
+        def table(key: str) -> dict:
+            return event.get(key) if isinstance(event.get(key), dict) else {}
         found[str(event.get("case"))] = CaseTiming(str(event.get("case")), _floats(event.get("baseline_s")),
-                                                   _floats(event.get("candidate_s")), wall,
-                                                   event.get("checked") if isinstance(event.get("checked"), dict)
-                                                   else {})
+                                                   _floats(event.get("candidate_s")), table("wall_s"),
+                                                   table("wall_sum_s"), table("checked"),
+                                                   event.get("side_stream") is True)
     return found
 
 
@@ -159,10 +162,13 @@ def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gb
            "pct_of_copy_bandwidth": 100 * gbs / copy_gbs if copy_gbs else None}
     row = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
     for which, samples in (("candidate", a.candidate), ("baseline", a.baseline)):
-        wall = a.wall.get(which)
-        if not isinstance(wall, (int, float)) or wall <= 0 or sum(samples) / wall < check.wall_agreement:
-            flags.append(f"{case.name}: the {which}'s timed calls add up to {sum(samples):.4f} s but the wall clock "
+        wall, timed = a.wall.get(which), a.wall_sum.get(which, sum(samples))
+        if not isinstance(wall, (int, float)) or not isinstance(timed, (int, float)) or wall <= 0 \
+                or timed / wall < check.wall_agreement:
+            flags.append(f"{case.name}: the {which}'s timed calls add up to {timed} s but the wall clock "
                          f"around them says {wall} s")
+    if a.side_stream:
+        flags.append(f"{case.name}: the candidate changed the current CUDA stream (work on a side stream)")
     drift = max(med(a.baseline) / med(b.baseline), med(b.baseline) / med(a.baseline))
     if drift > check.baseline_agreement:
         flags.append(f"{case.name}: the baseline took {med(a.baseline) * 1e6:.0f} us beside the candidate but "
