@@ -6,13 +6,16 @@ import os
 import pytest
 
 from sandbox.bwrap import BwrapBackend
+from sandbox.docker_backend import DockerBackend
 from sandbox.process import ProcessBackend
-from sandbox_testlib import bwrap_or_skip
+from sandbox_testlib import bwrap_or_skip, docker_or_skip
 
 
-@pytest.fixture(params=["process", "bwrap"])
-def backend(request: pytest.FixtureRequest) -> ProcessBackend | BwrapBackend:
-    """Each backend in turn (bwrap skipped where it cannot run, outside CI)."""
+@pytest.fixture(params=["process", "bwrap", "docker"])
+def backend(request: pytest.FixtureRequest) -> ProcessBackend | BwrapBackend | DockerBackend:
+    """Each backend in turn (bwrap and docker skipped where they cannot run, outside CI)."""
+    if request.param == "docker":
+        return docker_or_skip()
     return ProcessBackend() if request.param == "process" else bwrap_or_skip()
 
 

@@ -8,6 +8,23 @@ from pathlib import Path
 import pytest
 
 from sandbox.bwrap import BwrapBackend
+from sandbox.docker_backend import DockerBackend
+
+
+def _unavailable(name: str, reason: str) -> None:
+    """Skip with the reason, except under CI=true, where every backend must run: fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} must be available in CI: {reason}")
+    pytest.skip(f"{name} unavailable: {reason}")
+
+
+def docker_or_skip(**kwargs: object) -> DockerBackend:
+    """A usable DockerBackend (engine answers, image built); skips otherwise, fails under CI=true."""
+    backend = DockerBackend(**kwargs)  # type: ignore[arg-type]
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        _unavailable("docker", reason)
+    return backend
 
 
 def bwrap_or_skip(**kwargs: object) -> BwrapBackend:
@@ -15,9 +32,7 @@ def bwrap_or_skip(**kwargs: object) -> BwrapBackend:
     backend = BwrapBackend(**kwargs)  # type: ignore[arg-type]
     reason = backend.unavailable_reason()
     if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"bwrap must be available in CI: {reason}")
-        pytest.skip(f"bwrap unavailable: {reason}")
+        _unavailable("bwrap", reason)
     return backend
 
 
