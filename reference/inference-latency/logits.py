@@ -75,20 +75,17 @@ __all__ = ["process_logits", "process_logits_triton"]
 # ------------------------------------------------------------------------- PyTorch path
 
 def _process_logits_torch(logits, history, temperature, repetition_penalty, presence_penalty, banned):
-    """Vectorised PyTorch: a gather/scatter over the history instead of Python loops."""
-    B, V = logits.shape
-    # One float32 buffer of our own with a spare column V: history padding (-1) is sent
-    # there, so gather/scatter need no masking and no valid token is touched by padding.
-    x = torch.empty(B, V + 1, dtype=torch.float32, device=logits.device)
-    x[:, :V].copy_(logits)  # the upcast; the input is never written
-    if history.shape[1] > 0:
-        idx = torch.where(history >= 0, history, V)
-        vals = x.gather(1, idx)
-        penalised = torch.where(vals > 0, vals / repetition_penalty, vals * repetition_penalty) - presence_penalty
-        # A repeated id writes the same value (computed from the original logit) again,
+    """Vectorised PyTorch: one indexed gather/scatter over the history instead of Python loops."""
+    x = logits.to(torch.float32, copy=True)  # our own buffer: the input is never written
+    if history.numel() > 0:
+        # (row, token) of every real history entry; -1 padding is left out. (nonzero syncs
+        # with the device, which is free on the CPU, the only place this path runs by default.)
+        rows, cols = (history >= 0).nonzero(as_tuple=True)
+        tokens = history[rows, cols]
+        vals = x[rows, tokens]
+        # A repeated id writes the same value again (computed from the original logit),
         # so each distinct token is penalised exactly once.
-        x.scatter_(1, idx, penalised)
-    x = x[:, :V]
+        x[rows, tokens] = torch.where(vals > 0, vals / repetition_penalty, vals * repetition_penalty) - presence_penalty
     x.masked_fill_(banned, float("-inf"))
     x.div_(temperature.to(torch.float32)[:, None])
     return torch.softmax(x, dim=-1)  # a dead row (all -inf) is NaN, as the contract says

@@ -59,9 +59,9 @@ INPUT_NAMES = ("logits", "history", "temperature", "repetition_penalty", "presen
 # ATOL only has to absorb probabilities that float32 cannot represent: exp underflows to 0
 # (or to a denormal with few significant bits, or is flushed to zero on GPUs) below ~1e-38.
 # Everything above that is covered by RTOL, so ATOL = 1e-12 leaves 26 orders of magnitude of
-# slack for correct code and still checks the rare tokens (history tokens with negative logits
-# often have p ~ 1e-9 at V = 128256: a 1/V-sized atol such as 1e-7 would let a sign bug in
-# their repetition penalty through).
+# slack for correct code and still checks the rare tokens: history tokens with negative logits
+# often have p ~ 1e-9, so with a 1/V-sized atol such as 1e-7 a sign bug in their repetition
+# penalty passed half of the large-vocabulary CPU cases (with 1e-12: all but one).
 RTOL = 1e-3
 ATOL = 1e-12
 REL_FLOOR = 1e-30  # max_errors reports relative errors of reference entries above this
@@ -101,8 +101,9 @@ def correctness_cases(mode: str) -> list[Case]:
         repeated history ids, H = 0 and rows of padding only, H > V, dead rows, -inf logits,
         everything banned, other penalty values. The float64 reference of all of them
         together takes about a second.
-    "interpret": process_logits_triton under TRITON_INTERPRET=1 (slow, so small): B in
-        {1, 3}, V in {1000, 4099} (tails of a 1024 block), fp32 and bf16, the same edge cases.
+    "interpret": process_logits_triton under TRITON_INTERPRET=1 (slow, so small): mostly
+        B in {1, 3}, V in {1000, 4099} (tails of a 1024 block), fp32 and bf16, the same edge
+        cases, and two LM vocabularies (32000, 50257); about 2 s together on 2 cores.
     "cuda": B in {1, 8, 64, 257} x V in {32000, 50257, 128256} x {float32, bfloat16}, plus
         the edge cases at GPU sizes.
     """
@@ -130,6 +131,8 @@ def correctness_cases(mode: str) -> list[Case]:
             _case(1, 4099, 128, "float32", 205, "rp2", repetition_penalty=2.0, presence_penalty=1.0),
             _case(3, 1000, 8, "float32", 206, "allbanned", all_banned=True),
             _case(3, 2048, 24, "float32", 207),
+            _case(8, 32000, 64, "bfloat16", 208),
+            _case(2, 50257, 256, "float32", 209, neginf_frac=0.01),
         ]
     if mode == "cuda":
         cases, seed = [], 300
@@ -154,9 +157,9 @@ def bench_cases(device: str) -> list[Case]:
     "cuda": B in {64, 257} x V in {50257, 128256} x {float32, bfloat16}, H = 128."""
     if device == "cpu":
         return [
-            _case(8, 32000, 128, "float32", 501, "bench"),
-            _case(16, 50257, 64, "bfloat16", 502, "bench"),
-            _case(4, 128256, 256, "float32", 503, "bench"),
+            _case(16, 32000, 1024, "float32", 501, "bench"),
+            _case(16, 50257, 1024, "bfloat16", 502, "bench"),
+            _case(8, 128256, 2048, "float32", 503, "bench"),
         ]
     if device == "cuda":
         cases, seed = [], 600
