@@ -278,30 +278,31 @@ def inputs_equal(a: dict, b: dict) -> bool:
 # ---------------------------------------------------------------------------- reference
 
 def reference(inputs: dict) -> np.ndarray:
-    """The exact answer in float64, [B, V], from the inputs (on any device; read on the CPU)."""
-    logits = inputs["logits"].detach().cpu().to(torch.float64).numpy().copy()  # bf16/fp32: exact
+    """The exact answer in float64, [B, V], from the inputs (on any device; read on the CPU).
+
+    In place on one float64 buffer: ~0.35 s and 260 MB for the largest GPU case (257 x 128256)."""
+    x = inputs["logits"].detach().cpu().to(torch.float64, copy=True).numpy()  # bf16/fp32: exact
     history = inputs["history"].detach().cpu().to(torch.int64).numpy()
     temperature = inputs["temperature"].detach().cpu().to(torch.float64).numpy()
     banned = inputs["banned"].detach().cpu().to(torch.bool).numpy()
     rp, pp = float(inputs["repetition_penalty"]), float(inputs["presence_penalty"])
-    B, V = logits.shape
+    B, V = x.shape
 
-    # Membership of each token in its row's history: a set, so repeated ids count once.
-    # Padding (-1) is sent to an extra column that is dropped.
-    seen = np.zeros((B, V + 1), dtype=bool)
-    seen[np.arange(B)[:, None], np.where(history >= 0, history, V)] = True
-    seen = seen[:, :V]
+    # Each distinct (row, token) of the history once; padding (-1) is left out.
+    rows, cols = np.nonzero(history >= 0)
+    pairs = np.unique(rows * V + history[rows, cols])
+    rows, tokens = pairs // V, pairs % V
+    vals = x[rows, tokens]
+    x[rows, tokens] = np.where(vals > 0, vals / rp, vals * rp) - pp  # -inf stays -inf
 
-    x = logits
-    penalised = np.where(x > 0, x / rp, x * rp) - pp  # -inf stays -inf
-    x = np.where(seen, penalised, x)
     x[:, banned] = -np.inf
-    x = x / temperature[:, None]
-
+    x /= temperature[:, None]
     m = x.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        e = np.exp(x - np.where(np.isneginf(m), 0.0, m))  # dead rows: all zeros...
-        return e / e.sum(axis=1, keepdims=True)           # ...and 0 / 0 = NaN everywhere
+        x -= np.where(np.isneginf(m), 0.0, m)  # dead rows (max -inf) stay all -inf...
+        np.exp(x, out=x)
+        x /= x.sum(axis=1, keepdims=True)      # ...exp gives 0, and 0 / 0 = NaN everywhere
+    return x
 
 
 def tolerance(case: Case) -> tuple[float, float]:
