@@ -197,7 +197,7 @@ def process_logits_triton(logits, history, temperature, repetition_penalty, pres
     """process_logits with the Triton kernels, on a GPU or under TRITON_INTERPRET=1."""
     if triton is None:
         raise RuntimeError("process_logits_triton needs triton")
-    if not logits.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    if not logits.is_cuda and os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "yes", "on"):
         raise RuntimeError("process_logits_triton runs on CUDA tensors, or on the CPU with TRITON_INTERPRET=1")
     B, V = logits.shape
     H = history.shape[1]

@@ -64,7 +64,7 @@ if triton is not None:
 def process_logits_triton(logits, history, temperature, repetition_penalty, presence_penalty, banned):
     if triton is None:
         raise RuntimeError("needs triton")
-    if not logits.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+    if not logits.is_cuda and os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "yes", "on"):
         raise RuntimeError("CUDA tensors, or TRITON_INTERPRET=1 on the CPU")
     batch, vocab = logits.shape
     x = _penalised(logits, history, repetition_penalty, presence_penalty)
