@@ -225,8 +225,11 @@ class Grader:
         config = outputs_check.probe_config(check, spec, self._spec_path(exercise), device)
         env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
         self.progress(f"{label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
-        run, score = self._probe(exercise, workspace, config, device, grading.seed,
-                                 lambda probe, out: outputs_check.judge_outputs(check, spec, probe, out, device), env)
+        def judge(probe: ProbeOutput, out: Path) -> CheckScore:
+            grading.note_env(probe.first("env") or {})
+            return outputs_check.judge_outputs(check, spec, probe, out, device)
+
+        run, score = self._probe(exercise, workspace, config, device, grading.seed, judge, env)
         grading.add_run(check.id, run)
         grading.scores[check.id] = score
 
@@ -350,6 +353,11 @@ class _Grading:
 
     def add_run(self, what: str, run: RunResult) -> None:
         self.runs.append((what, run))
+
+    def note_env(self, env: dict[str, Any]) -> None:
+        """Versions seen inside the sandbox, from the first run that reported them."""
+        if not self.env:
+            self.env = {k: str(env[k])[:100] for k in ("python", "torch", "triton") if env.get(k)}
 
 
 def write_reports(report: dict[str, Any], out: Path, markdown: str) -> None:

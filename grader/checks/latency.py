@@ -7,8 +7,8 @@ same way. On the host:
 - correctness first: a required check that did not pass fully means 0;
 - tamper evidence (any one means 0, with the reason named): timing functions or the
   baseline replaced after the candidate's import; timed calls that add up to less than
-  `wall_agreement` of the wall clock around them; the baseline timed in run A disagreeing
-  with the clean run B by more than `baseline_agreement`; a timed output (a random sample)
+  `wall_agreement` of the wall clock around them; the baseline timed in run A slower than in
+  the clean run B by more than `baseline_agreement` (a slowed baseline inflates the speed-up); a timed output (a random sample)
   that does not match the float64 reference; an achieved bandwidth over 1.25× the measured
   copy bandwidth (an impossible speed-up);
 - score per case: r = log(candidate speed-up) / log(reference speed-up), clamped to [0, 1];
@@ -104,8 +104,10 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
     section: dict[str, Any] = {"check": check.id, "device": device, "method": method, "copy_gbs": round(copy_gbs, 2),
                                "cases": [], "flags": []}
     flags: list[str] = section["flags"]
-    if blocked_by:
-        flags.append(f"correctness first: {', '.join(blocked_by)} did not pass fully")
+    if blocked_by:  # nothing was timed: correctness decides first
+        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} did not pass fully"
+        flags.append(reason.split(": ", 1)[1])
+        return CheckScore(check, (), 0.0, (reason,)), section
     if run_a.first("import_error"):
         flags.append(f"the candidate's module failed to import: {run_a.first('import_error').get('message', '')}")
     tamper = run_a.first("tamper")
@@ -169,7 +171,8 @@ def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gb
                          f"around them says {wall} s")
     if a.side_stream:
         flags.append(f"{case.name}: the candidate changed the current CUDA stream (work on a side stream)")
-    drift = max(med(a.baseline) / med(b.baseline), med(b.baseline) / med(a.baseline))
+    # One-sided: a baseline slowed beside the candidate inflates its speed-up; a faster one cannot.
+    drift = med(a.baseline) / med(b.baseline)
     if drift > check.baseline_agreement:
         flags.append(f"{case.name}: the baseline took {med(a.baseline) * 1e6:.0f} us beside the candidate but "
                      f"{med(b.baseline) * 1e6:.0f} us in a clean process ({drift:.2f}x apart)")

@@ -213,7 +213,9 @@ def run_latency(config: dict, spec, fn: Callable, baseline: Callable, out: Outpu
     for index, name in enumerate(config["cases"]):
         case = cases[name]
         pool = _pool(spec, case, device, _pool_size(spec, case, config))
-        samples = sorted(rng.sample(range(config["rounds"]), k=min(config["checked_outputs"], config["rounds"])))
+        # Call indices of timed rounds (pytest-benchmark's warm-up rounds come first and are not timed).
+        timed = range(config["warmup"], config["warmup"] + config["rounds"])
+        samples = sorted(rng.sample(timed, k=min(config["checked_outputs"], config["rounds"])))
         if device == "cuda":
             import gpu_timing  # noqa: E402  (harness module, imported only on a GPU)
             stats = gpu_timing.bench_pair(spec, baseline, fn, pool, samples, config)

@@ -216,7 +216,9 @@ def test_cli_validate_flags_a_calibration_outside_its_band(tmp_path: Path) -> No
     run = subprocess.run([sys.executable, "-m", "grader", "validate", "--all"], capture_output=True, text=True,
                          env=env, timeout=300)
     assert run.returncode == 1
-    assert run.stdout.strip().endswith("INVALID: calibration no-edge scores 80.0%, outside its band [20, 30]")
+    toy = next(line for line in run.stdout.splitlines() if line.startswith("toy "))
+    assert toy.endswith("INVALID: calibration no-edge scores 80.0%, outside its band [20, 30]")
+    assert any(line.startswith("toy-latency ") and line.endswith(" valid") for line in run.stdout.splitlines())
 
 
 def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:

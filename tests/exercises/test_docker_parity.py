@@ -1,0 +1,63 @@
+"""Docker and bwrap grade alike: every bundled exercise's reference and calibration submissions
+get the same per-test outcomes and the same score on both backends.
+
+Skipped where docker or bwrap cannot run, except under CI=true (fails).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from grader.exercises import all_exercise_ids, load_exercise
+from grader.pipeline import Grader
+from sandbox.bwrap import BwrapBackend
+from sandbox.docker_backend import DockerBackend
+
+
+
+def _require(backend: Any) -> None:
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{backend.name} must be available in CI: {reason}")
+        pytest.skip(f"{backend.name} unavailable: {reason}")
+
+
+@pytest.fixture(scope="module")
+def graders(monkeypatch_module) -> dict[str, Grader]:
+    _require(DockerBackend())
+    _require(BwrapBackend())
+    return {"docker": Grader("docker"), "bwrap": Grader("bwrap")}
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    mp.delenv("MLGRADE_HOME", raising=False)  # the bundled exercises, not a test home
+    yield mp
+    mp.undo()
+
+
+def _verdicts(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "score": report["score"],
+        "checks": {c["id"]: c["points"] for c in report["checks"]},
+        "tests": {t["nodeid"]: t["outcome"] for c in report["checks"] for t in c["tests"]},
+    }
+
+
+@pytest.mark.parametrize("exercise_id", all_exercise_ids())
+def test_reference_and_calibrations_score_identically_on_docker_and_bwrap(graders, exercise_id: str) -> None:
+    exercise = load_exercise(exercise_id)
+    if exercise.manifest.device == "cuda":
+        pytest.skip(f"{exercise_id} needs a GPU; none where these tests run")
+    submissions = [("reference", exercise.reference)]
+    submissions += [(c.name, exercise.calibration(c.name)) for c in exercise.manifest.calibration]
+    for name, path in submissions:
+        seen = {backend: grader.grade(exercise, path) for backend, grader in graders.items()}
+        docker, bwrap = (_verdicts(seen[b]) for b in ("docker", "bwrap"))
+        differ = sorted(n for n in docker["tests"] if docker["tests"][n] != bwrap["tests"].get(n))
+        assert docker == bwrap, f"{exercise_id}/{name}: docker and bwrap disagree on {differ or 'the score'}"
+        assert seen["docker"]["environment"]["details"]["image_id"].startswith("sha256:")
