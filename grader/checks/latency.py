@@ -4,12 +4,13 @@ Two sandbox runs feed it. Run A imports the candidate and times baseline and can
 in one process; run B, with no candidate code, times the baseline and the reference the
 same way. On the host:
 
-- correctness first: a required check that did not pass fully means 0;
+- correctness first: a required check with any wrong or missing output means 0 (an optional
+  entry that was not attempted, "skipped", does not block);
 - tamper evidence (any one means 0, with the reason named): timing functions or the
   baseline replaced after the candidate's import; timed calls that add up to less than
-  `wall_agreement` of the wall clock around them; the baseline timed in run A slower than in
-  the clean run B by more than `baseline_agreement` (a slowed baseline inflates the speed-up); a timed output (a random sample)
-  that does not match the float64 reference; an achieved bandwidth over 1.25× the measured
+  `wall_agreement` of the wall clock around them; the baseline timed in run A slower than
+  in the clean run B by more than `baseline_agreement` (a slowed baseline inflates the
+  speed-up); a timed output (a random sample) that does not match the float64 reference; an achieved bandwidth over 1.25× the measured
   copy bandwidth (an impossible speed-up);
 - score per case: r = log(candidate speed-up) / log(reference speed-up), clamped to [0, 1];
   the case earns min(1, r / full_at), rounded down to a tenth so that timing noise does not
@@ -105,7 +106,7 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
                                "cases": [], "flags": []}
     flags: list[str] = section["flags"]
     if blocked_by:  # nothing was timed: correctness decides first
-        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} did not pass fully"
+        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} had wrong or missing outputs"
         flags.append(reason.split(": ", 1)[1])
         return CheckScore(check, (), 0.0, (reason,)), section
     if run_a.first("import_error"):

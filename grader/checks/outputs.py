@@ -54,10 +54,14 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
     """One test per correctness case; partial credit (or all-or-nothing) over the cases."""
     cases = spec.correctness_cases(check.mode)
     import_error = probe.first("import_error")
+    missing = probe.first("missing_entry")
     events = {e.get("case"): e for e in probe.events("case")}
     tests = []
     for case in cases:
         nodeid = f"{check.id}::{case.name}"
+        if missing is not None and import_error is None:  # not attempted: no points, but nothing wrong either
+            tests.append(TestResult(nodeid, "skipped", 0.0, f"not attempted: {missing.get('message', '')}"))
+            continue
         if import_error is not None:
             tests.append(TestResult(nodeid, "error", 0.0, f"import failed: {import_error.get('message', '')}"))
             continue

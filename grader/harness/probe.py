@@ -91,16 +91,12 @@ def load_module_from(path: str, name: str):
     return module
 
 
-def load_entry(entry: str, submission: str) -> Callable:
-    """module:function from the submission folder (candidate code runs here)."""
+def load_entry(entry: str, submission: str) -> tuple[Any, str]:
+    """Import the submission's module (candidate code runs here); (module, function name)."""
     module_name, _, function = entry.partition(":")
     if submission not in sys.path:
         sys.path.insert(0, submission)
-    module = importlib.import_module(module_name)
-    fn = getattr(module, function, None)
-    if not callable(fn):
-        raise LookupError(f"{module_name}.py defines no function {function}")
-    return fn
+    return importlib.import_module(module_name), function
 
 
 class Output:
@@ -293,9 +289,13 @@ def main() -> int:
     out.line(event="env", python=sys.version.split()[0], torch=torch.__version__,
              triton=getattr(sys.modules.get("triton"), "__version__", None))
     try:
-        fn = load_entry(config["entry"], os.environ["MLGRADE_SUBMISSION"])
+        module, function = load_entry(config["entry"], os.environ["MLGRADE_SUBMISSION"])
     except BaseException as exc:  # an import that fails or exits is the candidate's verdict
         out.line(event="import_error", message=_error_text(exc))
+        return 0
+    fn = getattr(module, function, None)
+    if not callable(fn):  # an optional entry (a Triton kernel) the candidate did not write
+        out.line(event="missing_entry", message=f"{module.__name__}.py defines no function {function}")
         return 0
     after_import = snapshot({"baseline": baseline} if baseline else None)
     if config["mode"] == "outputs":

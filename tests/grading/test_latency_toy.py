@@ -66,7 +66,7 @@ def test_wrong_outputs_fail_correctness_and_latency_is_not_even_timed(grader: Gr
     assert _check(report, "correct")["points"] == correct
     assert any(reason in r for r in _check(report, "correct")["reasons"])
     latency = _check(report, "latency")
-    assert latency["points"] == 0 and latency["reasons"] == ["-5.00 pts: correctness first: correct did not pass fully"]
+    assert latency["points"] == 0 and latency["reasons"] == ["-5.00 pts: correctness first: correct had wrong or missing outputs"]
     assert [r["what"] for r in report["run"]["runs"]] == ["correct"]
 
 
