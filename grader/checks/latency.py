@@ -10,8 +10,8 @@ same way. On the host:
   baseline replaced after the candidate's import; timed calls that add up to less than
   `wall_agreement` of the wall clock around them; the baseline timed in run A slower than
   in the clean run B by more than `baseline_agreement` (a slowed baseline inflates the
-  speed-up); a timed output (a random sample) that does not match the float64 reference; an achieved bandwidth over 1.25× the measured
-  copy bandwidth (an impossible speed-up);
+  speed-up); a timed output (a random sample) that does not match the float64 reference;
+  an achieved bandwidth over 1.25× the measured copy bandwidth (an impossible speed-up);
 - score per case: r = log(candidate speed-up) / log(reference speed-up), clamped to [0, 1];
   the case earns min(1, r / full_at), rounded down to a tenth so that timing noise does not
   move scores between gradings; the check earns points × the mean over cases.
