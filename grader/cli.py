@@ -146,7 +146,8 @@ def cmd_image(args: argparse.Namespace) -> int:
             wheelhouse = Path(args.wheelhouse) if args.wheelhouse else None
             image_id = image.build(gpu=args.gpu, base=args.base, wheelhouse=wheelhouse, tag=args.tag,
                                    log=_progress)
-            out.print(f"{args.tag or image.default_image(args.gpu)} built: {image_id}", markup=False, emoji=False)
+            out.print(f"{args.tag or image.default_image(args.gpu)} built: {image_id}", markup=False, emoji=False,
+                      soft_wrap=True)
             return 0
         report = image.check(gpu=args.gpu, image=args.tag)
     except ValueError as exc:

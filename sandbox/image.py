@@ -1,6 +1,7 @@
 """The sandbox images: build them (`mlgrade image build`) and look at them (`mlgrade image check`).
 
-    python -m sandbox.image requirements     # the pinned requirement list the images install
+    python -m sandbox.image requirements     # the dependency list the images install (pinned by the lock)
+    python -m sandbox.image current [--gpu]  # exit 0 when the image is there and built from this checkout
 
 An image is `sandbox/images/Dockerfile` (CPU) or `Dockerfile.gpu` with the base image as the
 build argument BASE, and a context assembled here: the Dockerfile, `requirements.txt` (the
@@ -10,6 +11,7 @@ build installs with `--no-index --find-links` and runs with no network at all).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -28,6 +30,9 @@ PROJECT = Path(__file__).resolve().parent.parent
 DEFAULT_BASES = {False: "python:3.11-slim", True: "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"}
 
 
+INPUTS_LABEL = "mlgrade.inputs"  # inputs_hash() of the checkout an image was built from
+
+
 class ImageError(SandboxError):
     """Building or inspecting a sandbox image failed (an infrastructure problem)."""
 
@@ -40,6 +45,15 @@ def requirements(project: Path = PROJECT) -> list[str]:
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         raise ImageError(f"cannot read the dependency list from {project / 'pyproject.toml'} ({exc}); "
                          "build images from a source checkout of mlgrade") from None
+
+
+def inputs_hash(gpu: bool = False, project: Path = PROJECT) -> str:
+    """A short hash of what decides an image's contents: its Dockerfile, the lock, the dependency list."""
+    digest = hashlib.sha256()
+    digest.update((IMAGES / ("Dockerfile.gpu" if gpu else "Dockerfile")).read_bytes())
+    digest.update((project / "constraints.txt").read_bytes())
+    digest.update("\n".join(requirements(project)).encode())
+    return digest.hexdigest()[:16]
 
 
 def make_context(dest: Path, *, gpu: bool, wheelhouse: Path | None, project: Path = PROJECT) -> None:
@@ -76,16 +90,21 @@ def build(*, gpu: bool = False, base: str | None = None, wheelhouse: Path | None
     client = connect()
     tag = tag or default_image(gpu)
     base = base or DEFAULT_BASES[gpu]
+    try:
+        previous = client.api.inspect_image(tag)["Id"]
+    except Exception:  # noqa: BLE001 - not there yet
+        previous = None
     with tempfile.TemporaryDirectory(prefix="mlgrade-image-") as tmp:
         context = Path(tmp)
         make_context(context, gpu=gpu, wheelhouse=wheelhouse)
         log(f"building {tag} from {base}" + (f" with the wheelhouse {wheelhouse} (no network)" if wheelhouse else ""))
         kwargs: dict[str, Any] = dict(path=str(context), tag=tag, buildargs={"BASE": base}, rm=True, forcerm=True,
                                       pull=False, decode=True,
-                                      labels={"mlgrade.base": base, "mlgrade.wheelhouse": "yes" if wheelhouse else "no"})
+                                      labels={"mlgrade.base": base, "mlgrade.wheelhouse": "yes" if wheelhouse else "no",
+                                              INPUTS_LABEL: inputs_hash(gpu)})
         if wheelhouse is not None:
             kwargs["network_mode"] = "none"  # air-gapped: nothing may come from outside
-        image_id, last = None, ""
+        last = ""
         try:
             for chunk in client.api.build(**kwargs):
                 if "error" in chunk:
@@ -96,8 +115,6 @@ def build(*, gpu: bool = False, base: str | None = None, wheelhouse: Path | None
                     last = text.splitlines()[-1][:300]
                     if text.startswith("Step ") or "Successfully" in text:
                         log(text)
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
         except ImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - the engine or the SDK failed mid-build
@@ -107,8 +124,12 @@ def build(*, gpu: bool = False, base: str | None = None, wheelhouse: Path | None
         client.api.prune_images(filters={"dangling": True, "label": "mlgrade.stage=build"})
     except Exception:  # noqa: BLE001 - only disk space is at stake
         pass
-    if image_id is None:
-        image_id = client.api.inspect_image(tag)["Id"]
+    image_id = client.api.inspect_image(tag)["Id"]
+    if previous not in (None, image_id):
+        try:  # the image this build replaced, now untagged (kept if a container or another tag uses it)
+            client.api.remove_image(previous)
+        except Exception:  # noqa: BLE001
+            pass
     return image_id
 
 
@@ -171,14 +192,34 @@ def check(*, gpu: bool = False, image: str | None = None) -> ImageReport:
     missing = [name for name in ("torch", "triton") if not found[name]]
     if missing:
         report.problem = f"{', '.join(missing)} missing inside; rebuild it"
+    elif not is_current(attrs, gpu):
+        report.problem = ("built from another Dockerfile, lock or dependency list than this checkout's; "
+                          f"rebuild it with `mlgrade image build{' --gpu' if gpu else ''}`")
     return report
+
+
+def is_current(attrs: dict[str, Any], gpu: bool = False) -> bool:
+    """Whether an image (its inspect attributes) was built from this checkout's inputs."""
+    labels = (attrs.get("Config") or {}).get("Labels") or {}
+    try:
+        return labels.get(INPUTS_LABEL) == inputs_hash(gpu)
+    except (OSError, ImageError):
+        return True  # no source checkout to compare with: nothing to say
 
 
 def main(argv: list[str]) -> int:
     if argv == ["requirements"]:
         print("\n".join(requirements()))
         return 0
-    print(__doc__.splitlines()[2].strip(), file=sys.stderr)
+    if argv and argv[0] == "current":  # exit 0 when the image exists and was built from this checkout
+        import docker.errors
+        gpu = "--gpu" in argv
+        try:
+            attrs = connect().api.inspect_image(default_image(gpu))
+        except docker.errors.ImageNotFound:
+            return 1
+        return 0 if is_current(attrs, gpu) else 1
+    print("usage: python -m sandbox.image requirements | current [--gpu]", file=sys.stderr)
     return 2
 
 
