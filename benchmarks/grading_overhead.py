@@ -7,7 +7,10 @@ Prints a Markdown table (median and min of --repeat runs, wall seconds) for docs
   with the harness's settings (the baseline for overheads) and with pytest's defaults;
 - grade (warm): Grader.grade with the test list already collected (what each grading of a
   batch costs);
-- grade (cold CLI): a whole `mlgrade grade` process, collection and interpreter start included.
+- grade (cold CLI): a whole `mlgrade grade` process, collection and interpreter start included;
+- empty run: one `Backend.run(["true"])` (the sandbox's own cost: for docker a container
+  created, attached, started, waited for and removed).
+Then, for each isolating backend, what it adds per grading over bwrap (warm and cold).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from grader.exercises import load_exercise
 from grader.pipeline import Grader
-from sandbox import available_backends
+from sandbox import Limits, available_backends, get_backend
 
 
 def timed(fn) -> float:
@@ -72,6 +75,9 @@ def main() -> None:
         cli = [sys.executable, "-m", "grader", "grade", exercise.id, str(submission), "--backend", name, "--json"]
         cold = [timed(lambda: subprocess.run(cli, check=True, capture_output=True)) for _ in range(args.repeat)]
         rows.append((f"grade, {name} backend (cold CLI: collection + interpreter start)", cold))
+        backend = get_backend(name)
+        empty = [timed(lambda: backend.run(["true"], limits=Limits(wall_s=30))) for _ in range(max(args.repeat, 10))]
+        rows.append((f"empty run (`true`), {name} backend", empty))
 
     base = statistics.median(rows[0][1])
     print(f"`{exercise.id}` reference, {args.repeat} runs each; {platform.node()} "
@@ -80,7 +86,17 @@ def main() -> None:
     print("| --- | --- | --- | --- |")
     for label, samples in rows:
         med = statistics.median(samples)
-        print(f"| {label} | {med:.2f} | {min(samples):.2f} | {med - base:+.2f} s ({med / base:.2f}×) |")
+        if label.startswith("empty run"):
+            print(f"| {label} | {med:.3f} | {min(samples):.3f} | (sandbox cost alone) |")
+        else:
+            print(f"| {label} | {med:.2f} | {min(samples):.2f} | {med - base:+.2f} s ({med / base:.2f}×) |")
+    medians = {label: statistics.median(samples) for label, samples in rows}
+    for kind in ("warm: tests already collected", "cold CLI: collection + interpreter start"):
+        ref = medians.get(f"grade, bwrap backend ({kind})")
+        other = medians.get(f"grade, docker backend ({kind})")
+        if ref is not None and other is not None:
+            print(f"\ndocker vs bwrap ({kind.split(':')[0]}): {other - ref:+.2f} s per grading ({other / ref:.2f}×)", end="")
+    print()
 
 
 if __name__ == "__main__":

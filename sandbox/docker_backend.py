@@ -160,6 +160,14 @@ def owner_gone(labels: dict[str, str]) -> bool:
         pid = int(labels.get(OWNER_PID, ""))
     except ValueError:
         return True
+    if labels.get(OWNER_START) == "?":  # no /proc where that grader ran: the pid alone must do
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
     return process_start(pid) != labels.get(OWNER_START)
 
 
@@ -394,17 +402,20 @@ class DockerBackend:
                 raise SandboxError(f"docker could not start the container: {_explain(exc)}") from None
             if stdin is not None:
                 threading.Thread(target=_feed, args=(sock, stdin), daemon=True, name="docker-stdin").start()
-            timed_out = not self._wait(client, container, start + limits.wall_s)
-            ended = time.monotonic()
-            if timed_out:
-                ended = min(ended, start + limits.wall_s)
-                try:
-                    client.api.kill(container)
-                except Exception:  # noqa: BLE001 - it may have exited just now
-                    pass
-                self._wait(client, container, time.monotonic() + 30)
-            reader.join(_DRAIN_S)
-            state = client.api.inspect_container(container)["State"]
+            try:
+                timed_out = not self._wait(client, container, start + limits.wall_s)
+                ended = time.monotonic()
+                if timed_out:
+                    ended = min(ended, start + limits.wall_s)
+                    try:
+                        client.api.kill(container)
+                    except Exception:  # noqa: BLE001 - it may have exited just now
+                        pass
+                    self._wait(client, container, time.monotonic() + 30)
+                reader.join(_DRAIN_S)
+                state = client.api.inspect_container(container)["State"]
+            except Exception as exc:  # noqa: BLE001 - the engine failed us mid-run
+                raise SandboxError(f"the Docker engine failed during the run: {_explain(exc)}") from None
         finally:
             if sock is not None:
                 try:
