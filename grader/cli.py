@@ -73,8 +73,14 @@ def cmd_kit(args: argparse.Namespace) -> int:
     shutil.copy2(exercise.brief, staging / "README.md")
     if (exercise.tests / "public").is_dir():
         shutil.copytree(exercise.tests / "public", staging / "tests" / "public", ignore=ignore)
-    if (exercise.tests / "conftest.py").is_file():  # fixtures shared by public and hidden tests
-        shutil.copy2(exercise.tests / "conftest.py", staging / "tests" / "conftest.py")
+    shared = [exercise.tests / "conftest.py"]  # fixtures shared by public and hidden tests
+    if exercise.manifest.spec:  # the spec the public tests compare against
+        shared.append(exercise.root / exercise.manifest.spec)
+    for path in shared:
+        if path.is_file():
+            target = staging / path.relative_to(exercise.root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
     (staging / "self_check.py").write_text(SELF_CHECK)
     if dest.exists():
         dest.rmdir()

@@ -83,6 +83,7 @@ class LatencyCheck(_CheckBase):
     full_at: float = Field(0.85, gt=0, le=1)  # fraction of the reference's log-speed-up that earns full points
     baseline_agreement: float = Field(2.0, gt=1)  # max ratio of in-run to clean-process baseline times (CPU noise)
     wall_agreement: float = Field(0.5, gt=0, le=1)  # min (summed timed calls / wall clock of the same calls)
+    threads: int = Field(1, ge=1)  # CPU timing threads: one is the steadiest on a shared machine
     partial_credit: bool = True
 
 

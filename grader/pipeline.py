@@ -36,6 +36,8 @@ HARNESS = Path(__file__).resolve().parent / "harness"
 BOX = "/mlgrade"  # where things appear inside the sandbox
 TAIL = 4000  # characters of sandbox stdout/stderr kept in the grader view
 COLLECT_WALL_S = 180.0
+LATENCY_MIN_WALL_S = 60.0
+LATENCY_WALL_FACTOR = 4.0
 
 
 def _now() -> str:
@@ -143,9 +145,10 @@ class Grader:
         return run, results
 
     def _probe(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str, seed: int,
-               judge: Callable[[ProbeOutput, Path], Any], env: dict[str, str] | None = None) -> tuple[RunResult, Any]:
+               judge: Callable[[ProbeOutput, Path], Any], env: dict[str, str] | None = None,
+               wall_s: float | None = None) -> tuple[RunResult, Any]:
         """Run harness/probe.py over `code` and judge what it wrote while the out folder exists."""
-        with self._sandbox(exercise, code, "probe.py", config, device, seed, env=env) as (run, out):
+        with self._sandbox(exercise, code, "probe.py", config, device, seed, env=env, wall_s=wall_s) as (run, out):
             probe = read_probe(out)
             if probe.first("started") is None and not (run.timed_out or run.oom_killed):
                 raise InfraError(f"the probe did not start in the {self.backend.name} sandbox "
@@ -242,7 +245,7 @@ class Grader:
         blocked = [r for r in check.requires if r in grading.scores
                    and any(t.outcome not in ("passed", "skipped") for t in grading.scores[r].tests)]
         config = latency_check.probe_config(spec, self._spec_path(exercise), spec.ENTRY, spec.BASELINE, device,
-                                            exercise.manifest.limits.cpus, grading.seed)
+                                            check.threads, grading.seed)
         empty = ProbeOutput()
         if blocked:
             score, section = latency_check.judge_latency(check, spec, device, empty, reference_ws, empty, blocked)
@@ -253,9 +256,13 @@ class Grader:
             run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p)
             grading.add_run(f"{check.id}-clean", run_b)
             self.progress(f"{label}: {check.id}: timing the candidate beside the baseline")
+            # The candidate's run gets a few times what the clean run took, not the whole wall budget:
+            # a submission that stalls the timing loop must not hold the grader for long.
+            wall = min(exercise.manifest.limits.wall_s, max(LATENCY_MIN_WALL_S, LATENCY_WALL_FACTOR * run_b.wall_s))
             run_a, (score, section) = self._probe(
                 exercise, workspace, config, device, grading.seed,
-                lambda probe, out: latency_check.judge_latency(check, spec, device, probe, out, probe_b, []))
+                lambda probe, out: latency_check.judge_latency(check, spec, device, probe, out, probe_b, []),
+                wall_s=wall)
             grading.add_run(check.id, run_a)
         grading.scores[check.id] = score
         grading.latency.append(section)

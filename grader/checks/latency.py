@@ -36,6 +36,7 @@ STEP = 0.1
 
 def probe_config(spec: ModuleType, spec_path: str, entry: str, baseline: str, device: str, threads: int,
                  seed: int) -> dict[str, Any]:
+    """What probe.py needs to time baseline and entry on device (threads: CPU threads, fixed)."""
     return {"mode": "latency", "spec": spec_path, "device": device, "entry": entry, "baseline": baseline,
             "cases": [case.name for case in spec.bench_cases(device)], "threads": threads, "seed": seed,
             "rounds": 30 if device == "cpu" else 200, "warmup": 3, "checked_outputs": 3,
@@ -111,11 +112,13 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
         return CheckScore(check, (), 0.0, (reason,)), section
     if run_a.first("import_error"):
         flags.append(f"the candidate's module failed to import: {run_a.first('import_error').get('message', '')}")
-    tamper = run_a.first("tamper")
-    if tamper is None and not flags:
-        flags.append("the timing run did not finish (no tamper report)")
-    elif tamper and tamper.get("changed"):
-        flags.append(f"replaced after the candidate's import: {', '.join(map(str, tamper['changed']))}")
+    tamper = run_a.events("tamper")
+    replaced = sorted({str(name) for event in tamper if isinstance(event.get("changed"), list)
+                       for name in event["changed"]})
+    if replaced:
+        flags.append(f"replaced after the candidate's import: {', '.join(replaced)}")
+    elif not any(event.get("stage") == "run" for event in tamper) and not flags:
+        flags.append("the timing run did not finish (it crashed or hit its time limit)")
 
     timed_a, timed_b = _timings(run_a), _timings(run_b)
     cases = {c.name: c for c in spec.bench_cases(device)}

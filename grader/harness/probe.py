@@ -68,6 +68,11 @@ def snapshot(extra: dict[str, Callable] | None = None) -> dict[str, str | None]:
     return shot
 
 
+def _changed(before: dict[str, str | None], after: dict[str, str | None]) -> list[str]:
+    """Names whose function was replaced (a name that did not exist before is not 'replaced')."""
+    return sorted(k for k, v in before.items() if v is not None and after.get(k) != v)
+
+
 def inputs_digest(inputs: dict[str, Any]) -> str:
     """sha256 over every input in key order: tensors by dtype, shape and bytes, others by repr."""
     import torch
@@ -302,15 +307,14 @@ def main() -> int:
         out.line(event="missing_entry", message=f"{module.__name__}.py defines no function {function}")
         return 0
     after_import = snapshot({"baseline": baseline} if baseline else None)
+    # Reported at once: a run that then hangs or is killed still leaves this evidence.
+    out.line(event="tamper", stage="import", changed=_changed(before, after_import))
     if config["mode"] == "outputs":
         run_outputs(config, spec, fn, out)
     else:
         out.line(event="bandwidth", copy_gbs=copy_bandwidth_gbs(config["device"]))
         run_latency(config, spec, fn, baseline, out)
-    after_run = snapshot({"baseline": baseline} if baseline else None)
-    changed = sorted({k for k in before if before[k] is not None
-                      and (before[k] != after_import.get(k) or before[k] != after_run.get(k))})
-    out.line(event="tamper", changed=changed)
+    out.line(event="tamper", stage="run", changed=_changed(before, snapshot({"baseline": baseline} if baseline else None)))
     out.line(event="done")
     return 0
 

@@ -99,7 +99,8 @@ def _gpu_probe(side_stream: bool, gbs_factor: float = 1.0) -> ProbeOutput:
              "wall_sum_s": {"baseline": 0.08, "candidate": 0.008 / gbs_factor}, "side_stream": side_stream,
              "checked": {}}
     return ProbeOutput(lines=[{"event": "started"}, {"event": "bandwidth", "copy_gbs": 3000.0}, event,
-                              {"event": "tamper", "changed": []}, {"event": "done"}])
+                              {"event": "tamper", "stage": "import", "changed": []},
+                              {"event": "tamper", "stage": "run", "changed": []}, {"event": "done"}])
 
 
 def test_gpu_only_flags_side_stream_and_roofline(exercise) -> None:
