@@ -14,6 +14,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from jsonschema import Draft202012Validator
 
@@ -87,16 +88,21 @@ def _authentic(line: dict, key: bytes) -> bool:
     return isinstance(mac, str) and hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest())
 
 
-def parse_results(data: bytes, key: bytes, truncated: bool = False) -> RunResults:
-    """Parse runner output lines; malformed or unauthenticated ones are counted, never trusted."""
-    out = RunResults(truncated=truncated)
+def json_objects(data: bytes) -> Iterator[dict | None]:
+    """Each line of data as a JSON object, or None for a line that is not one."""
     for raw in data.decode("utf-8", errors="replace").splitlines():
         try:
             line = json.loads(raw)
         except ValueError:
-            out.malformed_lines += 1
-            continue
-        if not isinstance(line, dict):
+            line = None
+        yield line if isinstance(line, dict) else None
+
+
+def parse_results(data: bytes, key: bytes, truncated: bool = False) -> RunResults:
+    """Parse runner output lines; malformed or unauthenticated ones are counted, never trusted."""
+    out = RunResults(truncated=truncated)
+    for line in json_objects(data):
+        if line is None:
             out.malformed_lines += 1
             continue
         if not _authentic(line, key):

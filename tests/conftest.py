@@ -1,6 +1,7 @@
 """Shared fixtures: the toy exercise home and the hostile submissions that go with it."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,17 @@ def toy_home(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point mlgrade at the toy exercise (tests/fixtures/home) instead of the real ones."""
     monkeypatch.setenv("MLGRADE_HOME", str(TOY_HOME))
     return TOY_HOME
+
+
+def load_fixture_exercise(name: str):
+    """A toy exercise from tests/fixtures/home, loaded with MLGRADE_HOME pointing there."""
+    from grader.exercises import load_exercise
+    previous = os.environ.get("MLGRADE_HOME")
+    os.environ["MLGRADE_HOME"] = str(TOY_HOME)
+    try:
+        return load_exercise(name)
+    finally:
+        if previous is None:
+            os.environ.pop("MLGRADE_HOME", None)
+        else:
+            os.environ["MLGRADE_HOME"] = previous

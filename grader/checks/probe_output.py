@@ -5,13 +5,12 @@ every number the judges use is re-derived or cross-checked on the host.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..results import read_capped
+from ..results import json_objects, read_capped
 
 MAX_LINES_BYTES = 8 * 1024 * 1024
 MAX_TENSOR_BYTES = 512 * 1024 * 1024
@@ -35,13 +34,8 @@ class ProbeOutput:
 def read_probe(out_dir: Path) -> ProbeOutput:
     data, truncated = read_capped(out_dir / "probe.jsonl", MAX_LINES_BYTES)
     result = ProbeOutput(truncated=truncated)
-    for raw in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            result.malformed += 1
-            continue
-        if isinstance(line, dict) and isinstance(line.get("event"), str):
+    for line in json_objects(data):
+        if line is not None and isinstance(line.get("event"), str):
             result.lines.append(line)
         else:
             result.malformed += 1

@@ -18,7 +18,7 @@ from grader.exercises import load_exercise
 from grader.pipeline import Grader
 from grader.report import candidate_view, validate_report
 from sandbox import available_backends
-from tests.conftest import TOY_HOME, TOY_SUBMISSIONS
+from tests.conftest import load_fixture_exercise, TOY_HOME, TOY_SUBMISSIONS
 
 BACKENDS = [name for name, reason in available_backends().items() if reason is None or os.environ.get("CI") == "true"]
 
@@ -30,11 +30,7 @@ def grader(request: pytest.FixtureRequest) -> Grader:
 
 @pytest.fixture(scope="module")
 def toy():
-    os.environ["MLGRADE_HOME"] = str(TOY_HOME)
-    try:
-        yield load_exercise("toy")
-    finally:
-        os.environ.pop("MLGRADE_HOME", None)
+    return load_fixture_exercise("toy")
 
 
 def _outcomes(report: dict) -> dict[str, str]:

@@ -5,19 +5,17 @@ latency with its reason named (or lose correctness first).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from grader.checks.latency import judge_latency
 from grader.checks.probe_output import ProbeOutput
-from grader.exercises import load_exercise
 from grader.checks.spec import load_spec
 from grader.pipeline import Grader
 from grader.report import validate_report
 from sandbox import available_backends
-from tests.conftest import FIXTURES, TOY_HOME
+from tests.conftest import load_fixture_exercise, FIXTURES, TOY_HOME
 
 SUBMISSIONS = FIXTURES / "submissions" / "toy-latency"
 BACKEND = next(name for name, reason in available_backends().items() if reason is None)
@@ -30,11 +28,7 @@ def grader() -> Grader:
 
 @pytest.fixture(scope="module")
 def exercise():
-    os.environ["MLGRADE_HOME"] = str(TOY_HOME)
-    try:
-        yield load_exercise("toy-latency")
-    finally:
-        os.environ.pop("MLGRADE_HOME", None)
+    return load_fixture_exercise("toy-latency")
 
 
 def _check(report: dict, check_id: str) -> dict:
