@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/grading_overhead.py [--exercise data-loader] [--repeat 5]
 
-Prints a Markdown table (median and min of --repeat runs, wall seconds) for docs/benchmarks.md:
+Prints a Markdown table (median and min of --repeat runs, wall seconds) for docs/benchmarks.md,
+timing the rows round-robin so that a change of machine load during the run hits them alike:
 - bare pytest: the exercise's public+hidden tests on the reference, no sandbox, no harness,
   with the harness's settings (the baseline for overheads) and with pytest's defaults;
 - grade (warm): Grader.grade with the test list already collected (what each grading of a
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from grader.exercises import load_exercise
 from grader.pipeline import Grader
-from sandbox import Limits, available_backends, get_backend
+from sandbox import Limits, available_backends
 
 
 def timed(fn) -> float:
@@ -58,39 +59,48 @@ def main() -> None:
     args = parser.parse_args()
     exercise = load_exercise(args.exercise)
     submission = exercise.reference
-    rows: list[tuple[str, list[float]]] = []
-
-    rows.append(("bare pytest, harness settings (no plugin autoload, threads = limits.cpus)",
-                 [timed(lambda: bare_pytest(exercise, submission, True)) for _ in range(args.repeat)]))
-    rows.append(("bare pytest, default settings",
-                 [timed(lambda: bare_pytest(exercise, submission, False)) for _ in range(args.repeat)]))
+    load = os.getloadavg()[0]
+    usable = []
     for name, reason in available_backends().items():
         if reason is not None:
             print(f"skipping {name}: {reason}", file=sys.stderr)
-            continue
-        grader = Grader(name)
+        else:
+            usable.append(name)
+    same, default = ("bare pytest, harness settings (no plugin autoload, threads = limits.cpus)",
+                     "bare pytest, default settings")
+    warm, cold, empty = ("grade, {} backend (warm: tests already collected)",
+                         "grade, {} backend (cold CLI: collection + interpreter start)", "empty run (`true`), {} backend")
+    order = [same, default] + [label.format(name) for name in usable for label in (warm, cold, empty)]
+    samples: dict[str, list[float]] = {label: [] for label in order}
+    graders = {name: Grader(name) for name in usable}
+    for grader in graders.values():
         grader.collect(exercise)
-        warm = [timed(lambda: grader.grade(exercise, submission)) for _ in range(args.repeat)]
-        rows.append((f"grade, {name} backend (warm: tests already collected)", warm))
-        cli = [sys.executable, "-m", "grader", "grade", exercise.id, str(submission), "--backend", name, "--json"]
-        cold = [timed(lambda: subprocess.run(cli, check=True, capture_output=True)) for _ in range(args.repeat)]
-        rows.append((f"grade, {name} backend (cold CLI: collection + interpreter start)", cold))
-        backend = get_backend(name)
-        empty = [timed(lambda: backend.run(["true"], limits=Limits(wall_s=30))) for _ in range(max(args.repeat, 10))]
-        rows.append((f"empty run (`true`), {name} backend", empty))
+    # Round-robin: each round times every row once, so a change of machine load hits all rows alike.
+    for _ in range(args.repeat):
+        samples[same].append(timed(lambda: bare_pytest(exercise, submission, True)))
+        samples[default].append(timed(lambda: bare_pytest(exercise, submission, False)))
+        for name, grader in graders.items():
+            samples[warm.format(name)].append(timed(lambda: grader.grade(exercise, submission)))
+            cli = [sys.executable, "-m", "grader", "grade", exercise.id, str(submission), "--backend", name, "--json"]
+            samples[cold.format(name)].append(timed(lambda: subprocess.run(cli, check=True, capture_output=True)))
+            backend = grader.backend
+            samples[empty.format(name)] += [timed(lambda: backend.run(["true"], limits=Limits(wall_s=30)))
+                                            for _ in range(2)]
+    rows = [(label, samples[label]) for label in order]
 
     base = statistics.median(rows[0][1])
-    print(f"`{exercise.id}` reference, {args.repeat} runs each; {platform.node()} "
+    print(f"`{exercise.id}` reference, {args.repeat} runs each (empty runs: {2 * args.repeat}), round-robin; "
+          f"load average before: {load:.2f}; {platform.node()} "
           f"({os.cpu_count()} CPUs), Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
     print("| what | median s | min s | overhead over bare pytest (median) |")
     print("| --- | --- | --- | --- |")
-    for label, samples in rows:
-        med = statistics.median(samples)
+    for label, times in rows:
+        med = statistics.median(times)
         if label.startswith("empty run"):
-            print(f"| {label} | {med:.3f} | {min(samples):.3f} | (sandbox cost alone) |")
+            print(f"| {label} | {med:.3f} | {min(times):.3f} | (sandbox cost alone) |")
         else:
-            print(f"| {label} | {med:.2f} | {min(samples):.2f} | {med - base:+.2f} s ({med / base:.2f}×) |")
-    medians = {label: statistics.median(samples) for label, samples in rows}
+            print(f"| {label} | {med:.2f} | {min(times):.2f} | {med - base:+.2f} s ({med / base:.2f}×) |")
+    medians = {label: statistics.median(times) for label, times in rows}
     for kind in ("warm: tests already collected", "cold CLI: collection + interpreter start"):
         ref = medians.get(f"grade, bwrap backend ({kind})")
         other = medians.get(f"grade, docker backend ({kind})")
