@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -387,7 +388,8 @@ class DockerBackend:
         try:
             try:
                 container = client.api.create_container(
-                    host_config=client.api.create_host_config(**host), **create)["Id"]
+                    host_config=client.api.create_host_config(**host), name=f"mlgrade-{secrets.token_hex(6)}",
+                    **create)["Id"]
                 params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin is not None else 0}
                 sock = _raw(client.api.attach_socket(container, params=params))
                 sock.settimeout(None)

@@ -204,6 +204,7 @@ def test_container_is_labelled_while_running_and_removed_after(docker, token):
     poller.join()
     assert r.exit_code == 0
     assert len(seen[0]) == 1 and seen[0][0]["Labels"][dockmod.OWNER_START] == dockmod.process_start(os.getpid())
+    assert seen[0][0]["Names"][0].startswith("/mlgrade-")
     assert containers(**{OWNER_PID: str(os.getpid())}) == []
 
 
