@@ -36,7 +36,7 @@ HARNESS = Path(__file__).resolve().parent / "harness"
 BOX = "/mlgrade"  # where things appear inside the sandbox
 TAIL = 4000  # characters of sandbox stdout/stderr kept in the grader view
 COLLECT_WALL_S = 180.0
-LATENCY_MIN_WALL_S = 60.0
+LATENCY_MIN_WALL_S = 120.0
 LATENCY_WALL_FACTOR = 4.0
 
 
