@@ -253,16 +253,21 @@ class Grader:
             if not reference_ws.exists():
                 _overlay(exercise.starter, exercise.reference, reference_ws)
             self.progress(f"{label}: {check.id}: timing the reference and the baseline in a clean process")
-            run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p)
+            env = dict(latency_check.ALLOCATOR_ENV)
+            run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p,
+                                         env=env)
             grading.add_run(f"{check.id}-clean", run_b)
             self.progress(f"{label}: {check.id}: timing the candidate beside the baseline")
-            # The candidate's run gets a few times what the clean run took, not the whole wall budget:
-            # a submission that stalls the timing loop must not hold the grader for long.
-            wall = min(exercise.manifest.limits.wall_s, max(LATENCY_MIN_WALL_S, LATENCY_WALL_FACTOR * run_b.wall_s))
+            # The candidate's run gets a few times what the clean run took plus the documented warm-up
+            # allowance per case, not the whole wall budget: a submission that stalls the timing loop
+            # must not hold the grader for long.
+            warmup = len(config["cases"]) * 2 * config["warmup_limit_s"]
+            wall = min(exercise.manifest.limits.wall_s,
+                       max(LATENCY_MIN_WALL_S, LATENCY_WALL_FACTOR * run_b.wall_s) + warmup)
             run_a, (score, section) = self._probe(
                 exercise, workspace, config, device, grading.seed,
                 lambda probe, out: latency_check.judge_latency(check, spec, device, probe, out, probe_b, []),
-                wall_s=wall)
+                env=env, wall_s=wall)
             grading.add_run(check.id, run_a)
         grading.scores[check.id] = score
         grading.latency.append(section)

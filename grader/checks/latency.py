@@ -1,8 +1,11 @@
 """The `latency` check: speed-up over the baseline, relative to the reference's, with tamper evidence.
 
 Two sandbox runs feed it. Run A imports the candidate and times baseline and candidate
-in one process; run B, with no candidate code, times the baseline and the reference the
-same way. On the host:
+in one process, interleaved; run B, with no candidate code, times the baseline and the
+reference the same way. CPU: process CPU time per call (harness/cpu_timing.py); CUDA:
+CUDA events (harness/gpu_timing.py). Warm-up (torch.compile, autotuning) runs before the
+timed rounds until the calls settle, bounded by `warmup_limit_s`, and is reported, not
+timed. On the host:
 
 - correctness first: a required check with any wrong or missing output means 0 (an optional
   entry that was not attempted, "skipped", does not block);
@@ -14,7 +17,9 @@ same way. On the host:
   an achieved bandwidth over 1.25× the measured copy bandwidth (an impossible speed-up);
 - score per case: r = log(candidate speed-up) / log(reference speed-up), clamped to [0, 1];
   the case earns min(1, r / full_at), rounded down to a tenth so that timing noise does not
-  move scores between gradings; the check earns points × the mean over cases.
+  move scores between gradings; the check earns points × the mean over cases;
+- a clean run B too noisy to measure (RSE of a median over `MAX_CLEAN_RSE`) is an
+  infrastructure failure (exit 3, retryable), never a score.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..errors import InfraError
 from ..manifest import LatencyCheck
 from ..results import TestResult
 from ..scoring import CheckScore
@@ -32,15 +38,25 @@ from .probe_output import ProbeOutput, load_output
 
 ROOFLINE_SLACK = 1.25
 STEP = 0.1
+MAX_CLEAN_RSE = 0.05         # run B's medians must be known to within 5% (else: too noisy, exit 3)
+CPU_WALL_RATIO = 0.5         # candidate CPU/wall below this fraction of the baseline's: work hidden elsewhere
+WARMUP_LIMIT_S = 60.0        # per function and case; documented in the exercise briefs
+ALLOCATOR_ENV = {            # glibc malloc fixed for timing runs: no dynamic mmap threshold, no trimming,
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),  # so a multi-MB buffer per call is reused from the heap
+    "MALLOC_TRIM_THRESHOLD_": str(2**30),       # the same way in every grading (it flipped p50 by ~3x)
+    "MALLOC_TOP_PAD_": str(64 * 2**20),
+}
 
 
 def probe_config(spec: ModuleType, spec_path: str, entry: str, baseline: str, device: str, threads: int,
                  seed: int) -> dict[str, Any]:
     """What probe.py needs to time baseline and entry on device (threads: CPU threads, fixed)."""
+    cpu = device == "cpu"
     return {"mode": "latency", "spec": spec_path, "device": device, "entry": entry, "baseline": baseline,
             "cases": [case.name for case in spec.bench_cases(device)], "threads": threads, "seed": seed,
-            "rounds": 30 if device == "cpu" else 200, "warmup": 3, "checked_outputs": 3,
-            "pool_bytes": 64 * 2**20 if device == "cpu" else 2 * 2**30}
+            "rounds": 80 if cpu else 200, "min_rounds": 15 if cpu else 20, "target_rse": 0.01,
+            "max_seconds_per_case": 20.0 if cpu else 30.0, "warmup": 3, "warmup_limit_s": WARMUP_LIMIT_S,
+            "checked_outputs": 3, "pool_bytes": 64 * 2**20 if cpu else 2 * 2**30}
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -66,15 +82,22 @@ def _floats(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else None
+
+
 @dataclasses.dataclass
 class CaseTiming:
     case: str
-    baseline: list[float]
+    baseline: list[float]         # seconds per timed call: CPU time (CPU) or CUDA event time (GPU)
     candidate: list[float]
-    wall: dict[str, float]
-    wall_sum: dict[str, float]  # GPU: event-time sums of the wall-check calls (CPU: absent, the rounds' sum)
+    wall: dict[str, float]        # CPU: {"window": wall clock of the timed rounds}; GPU: per function
+    wall_sum: dict[str, float]    # CPU: summed wall time of each function's calls; GPU: event-time sums
     checked: dict[str, Any]
     side_stream: bool
+    rse: dict[str, float]
+    warmup: dict[str, dict[str, Any]]
 
 
 def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
@@ -82,11 +105,26 @@ def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
     for event in probe.events("latency"):
         def table(key: str) -> dict:
             return event.get(key) if isinstance(event.get(key), dict) else {}
+
+        def numbers(key: str) -> dict[str, float]:
+            return {str(k): v for k, v in ((k, _number(v)) for k, v in table(key).items()) if v is not None}
+        warmup = {str(k): v for k, v in table("warmup").items() if isinstance(v, dict)}
         found[str(event.get("case"))] = CaseTiming(str(event.get("case")), _floats(event.get("baseline_s")),
-                                                   _floats(event.get("candidate_s")), table("wall_s"),
-                                                   table("wall_sum_s"), table("checked"),
-                                                   event.get("side_stream") is True)
+                                                   _floats(event.get("candidate_s")), numbers("wall_s"),
+                                                   numbers("wall_sum_s"), table("checked"),
+                                                   event.get("side_stream") is True, numbers("rse"), warmup)
     return found
+
+
+def clean_run_noise(run_b: ProbeOutput) -> str | None:
+    """Why the clean run's timings cannot be trusted (machine noise), or None."""
+    for name, timing in _timings(run_b).items():
+        for which in ("baseline", "candidate"):
+            rse = timing.rse.get(which)
+            if rse is None or rse > MAX_CLEAN_RSE:
+                return (f"{name}: the clean run's {which} median is known only to "
+                        f"{'?' if rse is None else f'{rse:.1%}'} (limit {MAX_CLEAN_RSE:.0%})")
+    return None
 
 
 def _case_fraction(speedup: float, reference: float, full_at: float) -> float:
@@ -120,6 +158,9 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
     elif not any(event.get("stage") == "run" for event in tamper) and not flags:
         flags.append("the timing run did not finish (it crashed or hit its time limit)")
 
+    noise = clean_run_noise(run_b) if run_b.events("latency") else None
+    if noise:
+        raise InfraError(f"the machine is too noisy to time {check.id} (retry on a quieter machine): {noise}")
     timed_a, timed_b = _timings(run_a), _timings(run_b)
     cases = {c.name: c for c in spec.bench_cases(device)}
     fractions, tests = [], []
@@ -153,6 +194,17 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
     return CheckScore(check, tuple(tests), earned, reasons), section
 
 
+def _feedback(row: dict[str, Any], fraction: float) -> str:
+    """One readable line: rounded numbers, what earns the rest."""
+    return (f"{row['speedup']:.1f}x faster than the baseline (reference {row['reference_speedup']:.1f}x; "
+            f"{_us(row['candidate_p50_us'])} vs {_us(row['baseline_p50_us'])} a call) -> "
+            f"{fraction:.0%} of this case's points")
+
+
+def _us(value: float) -> str:
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
+
+
 def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gbs: float, check: LatencyCheck,
               dir_a: Path, flags: list[str]) -> dict[str, Any]:
     med = statistics.median
@@ -167,12 +219,12 @@ def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gb
            "reference_speedup": reference, "gbs": gbs,
            "pct_of_copy_bandwidth": 100 * gbs / copy_gbs if copy_gbs else None}
     row = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
-    for which, samples in (("candidate", a.candidate), ("baseline", a.baseline)):
-        wall, timed = a.wall.get(which), a.wall_sum.get(which, sum(samples))
-        if not isinstance(wall, (int, float)) or not isinstance(timed, (int, float)) or wall <= 0 \
-                or timed / wall < check.wall_agreement:
-            flags.append(f"{case.name}: the {which}'s timed calls add up to {timed} s but the wall clock "
-                         f"around them says {wall} s")
+    row["warmup_s"] = {which: _number(w.get("seconds")) for which, w in a.warmup.items()}
+    row["warmup_calls"] = {which: w.get("calls") for which, w in a.warmup.items() if isinstance(w.get("calls"), int)}
+    if a.wall.get("window") is not None:  # CPU: process CPU time per call, one wall window
+        _cpu_wall_flags(case.name, a, check, flags)
+    else:
+        _gpu_wall_flags(case.name, a, check, flags)
     if a.side_stream:
         flags.append(f"{case.name}: the candidate changed the current CUDA stream (work on a side stream)")
     # One-sided: a baseline slowed beside the candidate inflates its speed-up; a faster one cannot.
@@ -189,6 +241,31 @@ def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gb
             flags.append(f"{case.name}: timed call {round_index} returned a wrong output: {problems[0]}")
             break
     return row
+
+
+def _cpu_wall_flags(name: str, a: CaseTiming, check: LatencyCheck, flags: list[str]) -> None:
+    window = a.wall["window"]
+    walls = {which: a.wall_sum.get(which) for which in ("baseline", "candidate")}
+    if any(w is None or w <= 0 for w in walls.values()) or window <= 0 \
+            or sum(walls.values()) / window < check.wall_agreement:  # type: ignore[arg-type]
+        flags.append(f"{name}: the timed calls add up to {sum(w or 0 for w in walls.values()):.3g} s of wall time but "
+                     f"the wall clock around them says {window:.3g} s")
+        return
+    # CPU time over wall time: the baseline's shows how much CPU this process got; a candidate whose
+    # calls got far less did its work where the clock does not look (another process).
+    ratio = {which: sum(getattr(a, which)) / walls[which] for which in walls}  # type: ignore[operator]
+    if ratio["candidate"] < CPU_WALL_RATIO * ratio["baseline"]:
+        flags.append(f"{name}: the candidate's calls used {ratio['candidate']:.0%} of their wall time as CPU time "
+                     f"in this process, the baseline's {ratio['baseline']:.0%}: work done outside the measured "
+                     "process")
+
+
+def _gpu_wall_flags(name: str, a: CaseTiming, check: LatencyCheck, flags: list[str]) -> None:
+    for which, samples in (("candidate", a.candidate), ("baseline", a.baseline)):
+        wall, timed = a.wall.get(which), a.wall_sum.get(which, sum(samples))
+        if wall is None or wall <= 0 or timed / wall < check.wall_agreement:
+            flags.append(f"{name}: the {which}'s timed calls add up to {timed:.3g} s but the wall clock around "
+                         f"them says {wall} s")
 
 
 def _check_timed_output(spec: ModuleType, case: Any, kept: Any, out_dir: Path) -> list[str]:
