@@ -180,12 +180,10 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
         fraction = _case_fraction(row["speedup"], row["reference_speedup"], check.full_at)
         fractions.append(fraction)
         tests.append(TestResult(nodeid, "passed" if fraction >= 1.0 else "failed", sum(a.candidate),
-                                f"speed-up {row['speedup']:.2f}x (95% CI {row['speedup_ci'][0]:.2f}-"
-                                f"{row['speedup_ci'][1]:.2f}) vs reference {row['reference_speedup']:.2f}x; "
-                                f"p50 {row['candidate_p50_us']:.1f} us, baseline {row['baseline_p50_us']:.1f} us "
-                                f"-> {fraction:.0%} of the points"))
+                                _feedback(row, fraction)))
     if flags:
-        reasons = tuple(f"-{check.points:.2f} pts: {flag}" for flag in flags)
+        # The points are lost once; every further piece of evidence is listed without points.
+        reasons = (f"-{check.points:.2f} pts: {flags[0]}",) + tuple(f"also: {flag}" for flag in flags[1:])
         return CheckScore(check, tuple(tests), 0.0, reasons), section
     earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
     share = check.points / max(len(fractions), 1)

@@ -7,6 +7,8 @@ output's type and device come from the probe's description of what was returned.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -70,4 +72,9 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
         seconds = float(event.get("seconds", 0.0)) if event else 0.0
         outcome = "missing" if event is None else ("passed" if not problems else "failed")
         tests.append(TestResult(nodeid, outcome, max(seconds, 0.0), "; ".join(problems)[:2000]))
-    return fraction_score(check, tuple(tests))
+    score = fraction_score(check, tuple(tests))
+    if missing is not None and import_error is None:  # one line, not one per case
+        return dataclasses.replace(score, explanation=(
+            f"-{check.points:.2f} pts: not attempted: {missing.get('message', '')} (optional; it carries these "
+            "points)",))
+    return score

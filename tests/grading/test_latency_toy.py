@@ -66,7 +66,7 @@ def test_wrong_outputs_fail_correctness_and_latency_is_not_even_timed(grader: Gr
 
 
 @pytest.mark.parametrize("name,flag", [
-    ("calls-baseline", "-> 0% of the points"),                       # no flag: simply no speed-up
+    ("calls-baseline", "-> 0% of this case's points"),                    # no flag: simply no speed-up
     ("timer-patch", "replaced after the candidate's import: time.perf_counter"),
     ("slows-baseline", "in a clean process"),
     ("wrong-when-timed", "returned a wrong output"),
