@@ -87,13 +87,29 @@ class LatencyCheck(_CheckBase):
     partial_credit: bool = True
 
 
+class ModelCheck(_CheckBase):
+    """Points for the modelled GPU time of the submission's GPU path, relative to the reference's.
+
+    For CPU graders: the spec's `model_cases()` are traced under the Triton interpreter (the first
+    of `entries` the submission defines), every launched kernel is built for sm_90, and the host
+    models one call on an H100 (grader/checks/gpu_model.py). Modelled, not measured: the report
+    says so."""
+
+    kind: Literal["model"]
+    entries: list[Literal["entry", "triton_entry"]] = ["triton_entry", "entry"]
+    requires: list[str] = []  # check ids whose cases must all pass (or be skipped), else 0
+    full_at: float = Field(0.8, gt=0, le=1)  # modelled throughput relative to the reference for full points
+    sample_programs: int = Field(32, ge=1)  # programs interpreted per kernel launch
+    partial_credit: bool = True
+
+
 def _kind(value: object) -> str:
     return value.get("kind", "pytest") if isinstance(value, dict) else getattr(value, "kind", "pytest")
 
 
-CHECK_KINDS = ("pytest", "outputs", "latency")
+CHECK_KINDS = ("pytest", "outputs", "latency", "model")
 Check = Annotated[Union[Annotated[PytestCheck, Tag("pytest")], Annotated[OutputsCheck, Tag("outputs")],
-                        Annotated[LatencyCheck, Tag("latency")]],
+                        Annotated[LatencyCheck, Tag("latency")], Annotated[ModelCheck, Tag("model")]],
                   Discriminator(_kind, custom_error_type="check_kind",
                                 custom_error_message=f"kind must be one of {', '.join(CHECK_KINDS)}")]
 
@@ -138,7 +154,7 @@ class Manifest(_Strict):
                 raise ValueError(f"path {path!r} must be relative and stay inside its folder")
         ids = {c.id for c in self.checks}
         for check in self.checks:
-            if check.kind in ("outputs", "latency") and not self.spec:
+            if check.kind in ("outputs", "latency", "model") and not self.spec:
                 raise ValueError(f"check {check.id} of kind {check.kind} needs the top-level key spec")
             for needed in getattr(check, "requires", []):
                 if needed not in ids or needed == check.id:

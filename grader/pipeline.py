@@ -23,6 +23,7 @@ from sandbox import BackendUnavailable, Limits, Mount, RunResult, SandboxError, 
 
 from .errors import BadInput, InfraError
 from .exercises import Exercise
+from .checks import kernel_model as model_check
 from .checks import latency as latency_check
 from .checks import outputs as outputs_check
 from .checks.probe_output import ProbeOutput, read_probe
@@ -95,6 +96,7 @@ class Grader:
             raise InfraError(str(exc)) from None
         self.progress = progress or (lambda message: None)
         self._collected: dict[str, list[str]] = {}
+        self._reference_models: dict[tuple[str, str], ProbeOutput] = {}
 
     # -- sandbox runs -------------------------------------------------------------------
     def _limits(self, exercise: Exercise, wall_s: float | None = None) -> Limits:
@@ -191,6 +193,9 @@ class Grader:
                 if check.kind == "outputs":
                     self._grade_outputs(exercise, workspace, check, grading, label)
             for check in checks:
+                if check.kind == "model":
+                    self._grade_model(exercise, workspace, Path(tmp, "reference"), check, grading, label)
+            for check in checks:
                 if check.kind == "latency":
                     self._grade_latency(exercise, workspace, Path(tmp, "reference"), check, grading, label)
         scores = [grading.scores[c.id] for c in checks]
@@ -236,14 +241,44 @@ class Grader:
         grading.add_run(check.id, run)
         grading.scores[check.id] = score
 
+    def _blocked(self, check, grading: "_Grading") -> list[str]:
+        """Required checks with a case that went wrong: "skipped" is an optional entry (a Triton
+        kernel) that was not attempted, which costs that check's points but is not wrong."""
+        return [r for r in check.requires if r in grading.scores
+                and any(t.outcome not in ("passed", "skipped") for t in grading.scores[r].tests)]
+
+    def _grade_model(self, exercise: Exercise, workspace: Path, reference_ws: Path, check,
+                     grading: "_Grading", label: str) -> None:
+        spec = self._spec(exercise)
+        config = model_check.probe_config(spec, self._spec_path(exercise), check)
+        env = {"TRITON_INTERPRET": "1", "TORCHDYNAMO_DISABLE": "1"}  # compiled code is modelled as eager ops
+        empty = ProbeOutput()
+        blocked = self._blocked(check, grading)
+        if blocked:
+            score, section = model_check.judge_model(check, spec, empty, empty, blocked)
+        else:
+            key = (exercise.version_hash, check.id)
+            if key not in self._reference_models:  # deterministic: traced once per exercise version
+                if not reference_ws.exists():
+                    _overlay(exercise.starter, exercise.reference, reference_ws)
+                self.progress(f"{label}: {check.id}: tracing the reference's kernels (once per exercise version)")
+                run_ref, probe_ref = self._probe(exercise, reference_ws, config, "cpu", 0, lambda p, out: p, env)
+                grading.add_run(f"{check.id}-reference", run_ref)
+                self._reference_models[key] = probe_ref
+            self.progress(f"{label}: {check.id}: tracing the GPU path's kernels and building them for sm_90")
+            run, (score, section) = self._probe(
+                exercise, workspace, config, "cpu", grading.seed,
+                lambda probe, out: model_check.judge_model(check, spec, probe, self._reference_models[key], []),
+                env)
+            grading.add_run(check.id, run)
+        grading.scores[check.id] = score
+        grading.model.append(section)
+
     def _grade_latency(self, exercise: Exercise, workspace: Path, reference_ws: Path, check,
                        grading: "_Grading", label: str) -> None:
         spec = self._spec(exercise)
         device = grading.device
-        # A required check blocks timing when any of its cases went wrong; "skipped" means an optional
-        # entry (a Triton kernel) was not attempted, which costs that check's points but is not wrong.
-        blocked = [r for r in check.requires if r in grading.scores
-                   and any(t.outcome not in ("passed", "skipped") for t in grading.scores[r].tests)]
+        blocked = self._blocked(check, grading)
         config = latency_check.probe_config(spec, self._spec_path(exercise), spec.ENTRY, spec.BASELINE, device,
                                             check.threads, grading.seed)
         empty = ProbeOutput()
@@ -317,6 +352,8 @@ class Grader:
         }
         if grading.latency:
             report["latency"] = grading.latency
+        if grading.model:
+            report["model"] = grading.model
         return report
 
     def _warnings(self, exercise: Exercise, grading: "_Grading") -> list[str]:
@@ -363,6 +400,7 @@ class _Grading:
     env: dict[str, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    model: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True
     malformed: int = 0
 

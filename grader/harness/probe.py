@@ -42,7 +42,9 @@ _TIMERS = ("time.perf_counter", "time.perf_counter_ns", "time.monotonic", "time.
            # the harness's own timing code and the clocks it bound before the candidate's import
            "cpu_timing._cpu_clock", "cpu_timing._wall_clock", "cpu_timing._one", "cpu_timing.bench_pair",
            "cpu_timing.warm_up", "gpu_timing._timed", "gpu_timing.bench_pair", "gpu_timing._perf_counter",
-           "__main__.run_latency", "__main__._perf_counter", "__main__.Output.line")
+           "__main__.run_latency", "__main__.run_model", "__main__._perf_counter", "__main__.Output.line",
+           "kernel_trace.trace_launches", "kernel_trace.compile_for_sm90", "kernel_trace._Tracer.account",
+           "kernel_trace._Tracer.finish", "kernel_trace._hooks", "kernel_trace.sample_grid")
 
 MESSAGE_CAP = 1500
 
@@ -237,6 +239,54 @@ def run_latency(config: dict, spec, fn: Callable, baseline: Callable, out: Outpu
         out.line(event="latency", index=index, case=name, checked=files, **stats)
 
 
+# -- model mode ---------------------------------------------------------------------------
+
+_RECORD_KEYS = ("kind", "name", "cache_key", "grid", "n_programs", "sampled_programs", "num_warps", "max_tile",
+                "bytes_loaded", "bytes_stored", "bytes_atomic", "sector_bytes_loaded", "sector_bytes_stored",
+                "sector_bytes_atomic", "bytes_read", "bytes_written")
+_BUILD_KEYS = ("name", "num_warps", "n_regs", "stack_bytes", "spill_store_bytes", "spill_load_bytes", "shared_bytes",
+               "global_loads", "global_stores", "has_loops", "compile_s", "ptxas_timed_out")
+
+
+def run_model(config: dict, spec, fn: Callable, entry: str, out: Output) -> None:
+    """Trace one call per case under the Triton interpreter (kernels on a sample of their programs,
+    PyTorch ops between them) and build each launched kernel for sm_90: the evidence of a modelled
+    GPU time, which the host computes (grader/checks/gpu_model.py)."""
+    import kernel_trace
+    cases = {c.name: c for c in spec.model_cases()}
+    for index, name in enumerate(config["cases"]):
+        case = cases[name]
+        started = _perf_counter()
+        event: dict[str, Any] = {"event": "model_case", "index": index, "case": name, "entry": entry}
+        try:
+            records = kernel_trace.trace_launches(lambda **kw: spec.call(fn, kw), spec.make_inputs(case),
+                                                  torch_ops=True, sample_programs=config["sample_programs"])
+        except Exception as exc:  # the candidate's exception is a verdict, not a probe failure
+            event.update(ok=False, error=_error_text(exc), seconds=round(_perf_counter() - started, 3))
+            out.line(**event)
+            continue
+        truncated = len(records) > config["max_records"]
+        records = records[:config["max_records"]]
+        builds: dict[str, dict] = {}
+        for record in records:
+            key = record.get("cache_key")
+            if record["kind"] != "triton" or key in builds:
+                continue
+            per_thread = record["max_tile"] / (32 * max(1, record["num_warps"] or 4))
+            if per_thread > config["max_elems_per_thread"]:  # builds of huge tiles take minutes
+                builds[key] = {"name": record["name"], "skipped": f"{per_thread:.0f} elements per thread"}
+                continue
+            try:
+                build = kernel_trace.compile_for_sm90(record, ptxas_timeout_s=config["ptxas_timeout_s"])
+                builds[key] = {k: build.get(k) for k in _BUILD_KEYS}
+            except Exception as exc:
+                builds[key] = {"name": record["name"], "error": _error_text(exc)[:300]}
+        event.update(ok=True, truncated=truncated, builds=builds,
+                     records=[{k: r[k] for k in _RECORD_KEYS if k in r} for r in records],
+                     seconds=round(_perf_counter() - started, 3))
+        out.line(**event)
+
+
 def copy_bandwidth_gbs(device: str) -> float:
     """Measured copy bandwidth (read + write bytes per second / 1e9), best of several copies."""
     import torch
@@ -273,18 +323,24 @@ def main() -> int:
         import triton.testing  # noqa: F401
     except Exception:
         pass
+    if config["mode"] == "model":  # before any kernel runs: it snapshots triton.language (kernel_trace.py)
+        import kernel_trace  # noqa: F401
     before = snapshot({"baseline": baseline} if baseline else None)
     out.line(event="started", mode=config["mode"])
     import torch
     out.line(event="env", python=sys.version.split()[0], torch=torch.__version__,
              triton=getattr(sys.modules.get("triton"), "__version__", None))
+    entries = config.get("entries") or [config["entry"]]  # model mode: the first one defined is used
     try:
-        module, function = load_entry(config["entry"], os.environ["MLGRADE_SUBMISSION"])
+        module, _ = load_entry(entries[0], os.environ["MLGRADE_SUBMISSION"])
     except BaseException as exc:  # an import that fails or exits is the candidate's verdict
         out.line(event="import_error", message=_error_text(exc))
         return 0
-    fn = getattr(module, function, None)
+    found = [(entry, getattr(sys.modules.get(entry.partition(":")[0]), entry.partition(":")[2], None))
+             for entry in entries]
+    entry, fn = next(((e, f) for e, f in found if callable(f)), (entries[0], None))
     if not callable(fn):  # an optional entry (a Triton kernel) the candidate did not write
+        function = entries[0].partition(":")[2]
         out.line(event="missing_entry", message=f"{module.__name__}.py defines no function {function}")
         return 0
     after_import = snapshot({"baseline": baseline} if baseline else None)
@@ -292,6 +348,8 @@ def main() -> int:
     out.line(event="tamper", stage="import", changed=_changed(before, after_import))
     if config["mode"] == "outputs":
         run_outputs(config, spec, fn, out)
+    elif config["mode"] == "model":
+        run_model(config, spec, fn, entry, out)
     else:
         out.line(event="bandwidth", copy_gbs=copy_bandwidth_gbs(config["device"]))
         run_latency(config, spec, fn, baseline, out)

@@ -183,10 +183,13 @@ BLOCK_H = 256     # history ids per tile of the bitmap kernel
 _SM_COUNT: dict[int, int] = {}
 
 
+H100_SMS = 132  # off the GPU (the Triton interpreter), size the grid for the GPU we target
+
+
 def _programs_wanted(device: torch.device) -> int:
     """About 4 programs per SM keep every SM busy with a few tiles in flight."""
     if device.type != "cuda":
-        return 4  # the interpreter runs programs one by one; 4 still exercises the split
+        return 4 * H100_SMS
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in _SM_COUNT:
         _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count

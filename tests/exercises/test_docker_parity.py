@@ -45,6 +45,10 @@ def monkeypatch_module():
 
 
 LATENCY_TOLERANCE = 0.15  # of a latency check's max points
+# Per exercise, the calibrations graded on both backends: all of them, except where an exercise's
+# gradings are slow (~35 s each); there one per check kind that matters for parity (a Triton
+# kernel that is modelled and timed, a wrong kernel that blocks both, a flagged timer patch).
+PARITY_CALIBRATIONS = {"inference-latency": ["tutorial-kernel", "triton-tail-bug", "timer-patch"]}
 
 
 def _verdicts(report: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +70,9 @@ def test_reference_and_calibrations_score_identically_on_docker_and_bwrap(grader
     if exercise.manifest.device == "cuda":
         pytest.skip(f"{exercise_id} needs a GPU; none where these tests run")
     submissions = [("reference", exercise.reference)]
-    submissions += [(c.name, exercise.calibration(c.name)) for c in exercise.manifest.calibration]
+    chosen = PARITY_CALIBRATIONS.get(exercise_id)
+    submissions += [(c.name, exercise.calibration(c.name)) for c in exercise.manifest.calibration
+                    if chosen is None or c.name in chosen]
     for name, path in submissions:
         seen = {backend: grader.grade(exercise, path) for backend, grader in graders.items()}
         docker, bwrap = (_verdicts(seen[b]) for b in ("docker", "bwrap"))

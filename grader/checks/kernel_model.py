@@ -1,0 +1,131 @@
+"""The `model` check: the modelled GPU time of the submission's GPU path, relative to the reference's.
+
+For graders without a GPU. Two sandbox runs feed it (harness/probe.py, mode "model"): one over
+the submission, one over the reference (cached per exercise version: it is deterministic).
+Each traced one call per model case under the Triton interpreter and built every launched
+kernel for sm_90. On the host, `gpu_model.model_call` turns each trace into modelled H100
+seconds; the case earns min(1, (reference seconds / submission seconds) / full_at) in tenths,
+and the check earns its points x the mean over cases.
+
+The trace ran in the candidate's process, so it is evidence, not a verdict: a trace that
+accounts for less traffic than one call must move (reading the logits, writing the
+probabilities) did its work where the trace cannot see it and scores 0, with the reason named.
+"""
+from __future__ import annotations
+
+import math
+from types import ModuleType
+from typing import Any
+
+from ..errors import InfraError
+from ..manifest import ModelCheck
+from ..results import TestResult
+from ..scoring import CheckScore
+from .gpu_model import H100, Modelled, model_call
+from .latency import STEP
+from .probe_output import ProbeOutput
+
+LABEL = "modelled, not measured"
+MIN_TRAFFIC = 0.9  # share of spec.bytes_moved(case) a trace must account for
+
+
+def probe_config(spec: ModuleType, spec_path: str, check: ModelCheck) -> dict[str, Any]:
+    from .gpu_model import MAX_ELEMS_PER_THREAD
+    names = {"entry": spec.ENTRY, "triton_entry": spec.TRITON_ENTRY}
+    return {"mode": "model", "spec": spec_path, "device": "cpu", "entries": [names[e] for e in check.entries],
+            "entry": names[check.entries[0]], "cases": [c.name for c in spec.model_cases()],
+            "sample_programs": check.sample_programs, "max_records": 5000,
+            "max_elems_per_thread": MAX_ELEMS_PER_THREAD, "ptxas_timeout_s": 30.0}
+
+
+def modelled_cases(probe: ProbeOutput) -> dict[str, tuple[dict[str, Any], Modelled | None]]:
+    """case name -> (its model_case event, the modelled call or None when the trace failed)."""
+    found: dict[str, tuple[dict[str, Any], Modelled | None]] = {}
+    for event in probe.events("model_case"):
+        records = event.get("records") if isinstance(event.get("records"), list) else []
+        builds = event.get("builds") if isinstance(event.get("builds"), dict) else {}
+        ok = event.get("ok") is True and not event.get("truncated")
+        found[str(event.get("case"))] = (event, model_call([r for r in records if isinstance(r, dict)],
+                                                           {str(k): v for k, v in builds.items() if isinstance(v, dict)})
+                                         if ok else None)
+    return found
+
+
+def _fraction(ratio: float, full_at: float) -> float:
+    return math.floor(min(1.0, max(0.0, ratio) / full_at) / STEP + 1e-9) * STEP
+
+
+def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference: ProbeOutput,
+                blocked_by: list[str]) -> tuple[CheckScore, dict[str, Any]]:
+    """Score the model check and return the report's model section."""
+    section: dict[str, Any] = {"check": check.id, "target": H100.name, "label": LABEL, "entry": None,
+                               "cases": [], "flags": []}
+    flags: list[str] = section["flags"]
+    if blocked_by:
+        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} had wrong or missing outputs"
+        flags.append(reason.split(": ", 1)[1])
+        return CheckScore(check, (), 0.0, (reason,)), section
+    if run.first("import_error"):
+        message = run.first("import_error").get("message", "")
+        return CheckScore(check, (), 0.0, (f"-{check.points:.2f} pts: the module failed to import: {message}",)), section
+    changed = sorted({str(n) for e in run.events("tamper") if isinstance(e.get("changed"), list) for n in e["changed"]})
+    if changed:
+        flags.append(f"replaced after the candidate's import: {', '.join(changed)}")
+    ours, theirs = modelled_cases(run), modelled_cases(reference)
+    tests, fractions = [], []
+    for case in spec.model_cases():
+        nodeid = f"{check.id}::{case.name}"
+        ref = theirs.get(case.name, ({}, None))[1]
+        if ref is None or ref.seconds <= 0:
+            raise InfraError(f"{check.id}: the reference's model trace of {case.name} failed; "
+                             f"run `mlgrade validate` on the exercise")
+        event, got = ours.get(case.name, ({}, None))
+        section["entry"] = section["entry"] or event.get("entry")
+        if got is None:
+            why = (f"the traced call raised: {str(event.get('error', ''))[:300]}" if event.get("ok") is False
+                   else "more kernels than the trace keeps (5000) in one call" if event.get("truncated")
+                   else "no trace reported")
+            tests.append(TestResult(nodeid, "failed", 0.0, why))
+            fractions.append(0.0)
+            continue
+        minimal = spec.bytes_moved(case)
+        relative = ref.seconds / got.seconds if got.seconds > 0 else 0.0  # nothing seen: flagged below
+        row = {"case": case.name, "modelled_us": round(got.seconds * 1e6, 2),
+               "reference_modelled_us": round(ref.seconds * 1e6, 2), "relative": round(relative, 3),
+               "kernels": got.kernels, "syncs": got.syncs, "traffic_mb": round(got.bytes / 1e6, 2),
+               "spill_mb": round(got.spill_bytes / 1e6, 2), "minimal_mb": round(minimal / 1e6, 2),
+               "parts": got.parts[:20]}
+        section["cases"].append(row)
+        if got.bytes + got.spill_bytes < MIN_TRAFFIC * minimal:
+            flags.append(f"{case.name}: the trace saw {got.bytes / 1e6:.1f} MB of traffic, less than the "
+                         f"{minimal / 1e6:.1f} MB one call must move: part of the work ran where it cannot be modelled")
+        fraction = _fraction(relative, check.full_at)
+        fractions.append(fraction)
+        tests.append(TestResult(nodeid, "passed" if fraction >= 1.0 else "failed", 0.0, _feedback(row, got, fraction)))
+    if flags:
+        reasons = (f"-{check.points:.2f} pts: {flags[0]}",) + tuple(f"also: {flag}" for flag in flags[1:])
+        return CheckScore(check, tuple(tests), 0.0, reasons), section
+    earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
+    share = check.points / max(len(fractions), 1)
+    reasons = tuple(f"-{share * (1 - f):.2f} pts: {t.nodeid}: {t.message}" for t, f in zip(tests, fractions) if f < 1.0)
+    return CheckScore(check, tuple(tests), earned, reasons), section
+
+
+def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
+    """One line: the modelled time against the reference's, and the largest cost named."""
+    costs = []
+    if got.spill_bytes > 0.2 * got.bytes:
+        costs.append(f"register spills add {got.spill_bytes / 1e6:.0f} MB")
+    if got.kernels > 4:
+        costs.append(f"{got.kernels} kernels per call")
+    if got.syncs:
+        costs.append(f"{got.syncs} device syncs")
+    if got.bytes > 2 * row["minimal_mb"] * 1e6:
+        costs.append(f"{got.bytes / 1e6:.0f} MB moved for {row['minimal_mb']:.0f} MB of inputs and outputs")
+    detail = f" ({'; '.join(costs)})" if costs else ""
+    return (f"modelled {_us(row['modelled_us'])} on an H100 vs the reference's {_us(row['reference_modelled_us'])}"
+            f"{detail} -> {fraction:.0%} of this case's points ({LABEL})")
+
+
+def _us(value: float) -> str:
+    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
