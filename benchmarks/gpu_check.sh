@@ -16,7 +16,8 @@
 # pytest): no Docker, no sandbox backend, no package registry. It ends within 6 minutes:
 # gpu_check.py stops starting new work at GPU_CHECK_BUDGET_S (330 s by default, counted from
 # its start) and `timeout` below ends it at GPU_CHECK_TIMEOUT_S (345 s) whatever happens.
-# Results come back from $OUT (./gpu-check-out when OUT is unset): gpu_check.md (the tables,
+# Results come back from $OUT (./gpu-check-out when OUT is unset): model_vs_gpu.md (modelled vs
+# measured ranks), gpu_check.md (the tables,
 # card name and date: what goes into docs/benchmarks.md), gpu_check.json (every number, raw
 # samples included) and gpu_check.log (this output). Both result files are rewritten after
 # every step, so a run cut short still leaves everything it measured, marked partial.
@@ -52,5 +53,10 @@ timeout --kill-after=10 "${GPU_CHECK_TIMEOUT_S:-345}" \
 status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     echo "gpu_check.sh: stopped by the ${GPU_CHECK_TIMEOUT_S:-345} s timeout; $OUT_DIR holds the partial results"
+fi
+# The CPU grader's modelled H100 times (benchmarks/model_predictions.json, made on a CPU) against
+# what was just measured: the rank agreement that docs/benchmarks.md records.
+if [ -f "$OUT_DIR/gpu_check.json" ]; then
+    "$PY" benchmarks/model_vs_gpu.py compare "$OUT_DIR/gpu_check.json" >"$OUT_DIR/model_vs_gpu.md" 2>&1 || true
 fi
 exit "$status"

@@ -324,7 +324,7 @@ def main() -> int:
     except Exception:
         pass
     if config["mode"] == "model":  # before any kernel runs: it snapshots triton.language (kernel_trace.py)
-        import kernel_trace  # noqa: F401
+        import kernel_trace  # noqa: F401  (imported for its side effect)
     before = snapshot({"baseline": baseline} if baseline else None)
     out.line(event="started", mode=config["mode"])
     import torch
