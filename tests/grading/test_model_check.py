@@ -20,7 +20,8 @@ def graded(monkeypatch_module) -> dict:
     grader = Grader(BACKEND)
     return {name: grader.grade(exercise, path) for name, path in (
         ("tutorial", exercise.calibration("tutorial-kernel")),
-        ("numpy", FIXTURES / "submissions" / "inference-latency" / "numpy-triton"))}
+        ("numpy", FIXTURES / "submissions" / "inference-latency" / "numpy-triton"),
+        ("autotuned", FIXTURES / "submissions" / "inference-latency" / "autotuned-kernel"))}
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +60,12 @@ def test_work_the_trace_cannot_see_scores_zero_for_the_model_only(graded: dict) 
     assert "part of the work ran where it cannot be modelled" in model["reasons"][0]
     assert model["reasons"][0].startswith(f"-{model['max_points']:.2f} pts")
     assert all(r.startswith("also: ") for r in model["reasons"][1:])
+
+
+def test_an_autotuned_kernel_runs_its_first_config_off_the_gpu_and_loses_nothing_for_it(graded: dict) -> None:
+    """@triton.autotune cannot benchmark without a GPU; the interpreter checks use the first config."""
+    report = graded["autotuned"]
+    assert _check(report, "correct-triton")["status"] == "pass", _check(report, "correct-triton")["reasons"]
+    model = _check(report, "gpu-model")
+    assert model["points"] > 0 and report["model"][0]["flags"] == []
+    assert _check(report, "latency-cpu")["status"] == "pass"
