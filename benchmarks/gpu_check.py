@@ -302,6 +302,10 @@ def timing_cases(spec, dry_run: bool) -> list[tuple[Any, bool, str]]:
     cases = spec.bench_cases("cuda")
     biggest = max(c.batch for c in cases)
     if not dry_run:
+        # The shapes the CPU grader models come first: a budget that runs out still leaves the
+        # measurements that model_vs_gpu.py compares with its predictions.
+        modelled = {c.name for c in getattr(spec, "model_cases", lambda: [])()}
+        cases = sorted(cases, key=lambda c: c.name not in modelled)
         return [(c, c.batch == biggest, c.name) for c in cases]
     shrunk = []
     for case, (batch, vocab) in ((cases[0], (3, 4099)), (cases[-1], (5, 8195))):
