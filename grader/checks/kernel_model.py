@@ -7,9 +7,11 @@ kernel for sm_90. On the host, `gpu_model.model_call` turns each trace into mode
 seconds; the case earns min(1, (reference seconds / submission seconds) / full_at) in tenths,
 and the check earns its points x the mean over cases.
 
-The trace ran in the candidate's process, so it is evidence, not a verdict: a trace that
-accounts for less traffic than one call must move (reading the logits, writing the
-probabilities) did its work where the trace cannot see it and scores 0, with the reason named.
+The trace ran in the candidate's process, so it is evidence, not a verdict. Work the trace
+cannot see (NumPy, a C extension, another process) scores 0 with the reason named when it
+shows: a trace that accounts for less traffic than one call must move (reading the logits,
+writing the probabilities), or a call whose CPU time was mostly spent outside every recorded
+kernel and PyTorch op (the call is traced twice; the second, warm one is judged).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ from .probe_output import ProbeOutput
 
 LABEL = "modelled, not measured"
 MIN_TRAFFIC = 0.9  # share of spec.bytes_moved(case) a trace must account for
+MAX_UNEXPLAINED = 0.5     # share of the call's CPU time spent outside every recorded kernel and op...
+MIN_UNEXPLAINED_S = 0.02  # ...that is also at least this much: work the trace cannot see
 
 
 def probe_config(spec: ModuleType, spec_path: str, check: ModelCheck) -> dict[str, Any]:
@@ -49,6 +53,11 @@ def modelled_cases(probe: ProbeOutput) -> dict[str, tuple[dict[str, Any], Modell
                                                            {str(k): v for k, v in builds.items() if isinstance(v, dict)})
                                          if ok else None)
     return found
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        0 <= value < 1e6 else None
 
 
 def _fraction(ratio: float, full_at: float) -> float:
@@ -96,6 +105,14 @@ def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference
                "spill_mb": round(got.spill_bytes / 1e6, 2), "minimal_mb": round(minimal / 1e6, 2),
                "parts": got.parts[:20]}
         section["cases"].append(row)
+        call = next((r for r in event.get("records", []) if isinstance(r, dict) and r.get("kind") == "call"), {})
+        cpu, explained = _seconds(call.get("cpu_s")), _seconds(call.get("explained_cpu_s"))
+        if cpu is None or explained is None:
+            flags.append(f"{case.name}: the trace did not report the call's CPU time")
+        elif cpu - explained > max(MIN_UNEXPLAINED_S, MAX_UNEXPLAINED * cpu):
+            flags.append(f"{case.name}: {cpu - explained:.2f} s of the traced call's {cpu:.2f} s of CPU time ran "
+                         "outside every kernel and PyTorch op the trace records: part of the work ran where it "
+                         "cannot be modelled")
         if got.bytes + got.spill_bytes < MIN_TRAFFIC * minimal:
             flags.append(f"{case.name}: the trace saw {got.bytes / 1e6:.1f} MB of traffic, less than the "
                          f"{minimal / 1e6:.1f} MB one call must move: part of the work ran where it cannot be modelled")

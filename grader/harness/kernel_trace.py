@@ -41,6 +41,7 @@ from triton.runtime.jit import JITFunction, create_function_from_signature
 __all__ = ["trace_launches", "compile_for_sm90", "SM90"]
 
 _perf_counter = time.perf_counter  # bound before candidate code can replace it
+_cpu_clock = time.process_time
 SM90 = GPUTarget("cuda", 90, 32)
 SECTOR = 32  # bytes: the granularity of DRAM/L2 transactions on sm_90
 _TWINS: dict[Any, JITFunction] = {}         # raw python function -> compilable JITFunction
@@ -226,6 +227,7 @@ class _Tracer:
         self.autotune: list[dict] = []
         self.sample: int | None = None  # programs run per launch (None: all of them)
         self.weight = 1.0               # programs of the grid the running (sampled) program stands for
+        self.explained_cpu_s = 0.0      # CPU time inside recorded launches and PyTorch ops
 
     def begin(self, kernel: Any, args: tuple, kwargs: dict) -> dict:
         twin = _twin(kernel)
@@ -379,6 +381,7 @@ def _hooks(tracer: _Tracer) -> Iterator[None]:
         def wrapper(self: Any, *args: Any, grid: Any, warmup: bool, **kwargs: Any) -> Any:
             if warmup or tracer.current is not None:
                 return orig(self, *args, grid=grid, warmup=warmup, **kwargs)
+            cpu0 = _cpu_clock()
             rec = tracer.begin(self, args, kwargs)
             tracer.current = rec
             t0 = _perf_counter()
@@ -389,6 +392,7 @@ def _hooks(tracer: _Tracer) -> Iterator[None]:
                 tracer.current = None
                 tracer.finish(rec)
                 tracer.records.append(rec)
+                tracer.explained_cpu_s += _cpu_clock() - cpu0
         return wrapper
 
     def autotune_run(orig: Callable) -> Callable:
@@ -490,7 +494,10 @@ class _TorchOps(torch.utils._python_dispatch.TorchDispatchMode):
         self.tracer = tracer
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        cpu0 = _cpu_clock()
         out = func(*args, **(kwargs or {}))
+        if self.tracer.current is None:
+            self.tracer.explained_cpu_s += _cpu_clock() - cpu0
         returns = func._schema.returns
         view = any(r.alias_info is not None and not r.alias_info.is_write for r in returns)
         if self.tracer.current is None and not view:  # inside a launch: the interpreter's own copies
@@ -528,13 +535,19 @@ def trace_launches(fn: Callable, inputs: dict, *, sectors: bool = True, torch_op
     sample_programs=N runs only about N programs of each launch (`sample_grid`) and scales the
     counts to the whole grid: for a cost estimate, not for outputs (the rest stays unwritten).
     max_tile: the most lanes of one memory op (the tile a program holds); sampled_programs.
+    The last record is {"kind": "call", "cpu_s", "explained_cpu_s"}: the process CPU time of the
+    whole call and the part spent inside recorded launches and (with torch_ops) PyTorch ops.
     """
     if not knobs.runtime.interpret:
         raise RuntimeError("trace_launches needs TRITON_INTERPRET=1 set before triton is imported")
     tracer = _Tracer(sectors)
     tracer.sample = sample_programs
+    cpu0 = _cpu_clock()
     with _hooks(tracer), (_TorchOps(tracer) if torch_ops else contextlib.nullcontext()):
         fn(**inputs)
+    # CPU time of the call that no recorded launch or op explains: work the trace cannot see
+    # (NumPy, a C extension, Python arithmetic) shows here.
+    tracer.records.append({"kind": "call", "cpu_s": _cpu_clock() - cpu0, "explained_cpu_s": tracer.explained_cpu_s})
     return tracer.records
 
 

@@ -29,7 +29,10 @@ SCRIPT = textwrap.dedent('''
     sampled = kernel_trace.trace_launches(fn, spec.make_inputs(case), sample_programs=12)
     with_ops = kernel_trace.trace_launches(fn, spec.make_inputs(case), torch_ops=True, sample_programs=12)
     build = kernel_trace.compile_for_sm90(full[1], ptxas_timeout_s=120)
+    call = full.pop()
+    sampled.pop()
     print(json.dumps({"full": full, "sampled": sampled, "ops": [r for r in with_ops if r["kind"] == "torch"],
+                      "call": call,
                       "build": {k: v for k, v in build.items() if k != "ptxas_log"},
                       "minimal": spec.bytes_moved(case), "grid": kernel_trace.sample_grid((64, 9, 1), 32)}))
 ''')
@@ -81,3 +84,9 @@ def test_a_launched_kernel_builds_for_sm90_without_a_gpu(traced: dict) -> None:
     build = traced["build"]
     assert build["n_regs"] and build["n_regs"] <= 255
     assert build["spill_store_bytes"] == 0 and build["has_loops"] is True
+
+
+def test_the_call_reports_its_cpu_time_and_the_part_the_records_explain(traced: dict) -> None:
+    call = traced["call"]
+    assert call["kind"] == "call"
+    assert 0 < call["explained_cpu_s"] <= call["cpu_s"]

@@ -21,7 +21,8 @@ def graded(monkeypatch_module) -> dict:
     return {name: grader.grade(exercise, path) for name, path in (
         ("tutorial", exercise.calibration("tutorial-kernel")),
         ("numpy", FIXTURES / "submissions" / "inference-latency" / "numpy-triton"),
-        ("autotuned", FIXTURES / "submissions" / "inference-latency" / "autotuned-kernel"))}
+        ("autotuned", FIXTURES / "submissions" / "inference-latency" / "autotuned-kernel"),
+        ("numpy-copy", FIXTURES / "submissions" / "inference-latency" / "numpy-then-copy-kernel"))}
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,14 @@ def test_an_autotuned_kernel_runs_its_first_config_off_the_gpu_and_loses_nothing
     model = _check(report, "gpu-model")
     assert model["points"] > 0 and report["model"][0]["flags"] == []
     assert _check(report, "latency-cpu")["status"] == "pass"
+
+
+def test_hidden_work_behind_a_kernel_with_ideal_traffic_is_caught_by_the_cpu_time_it_cannot_explain(
+        graded: dict) -> None:
+    report = graded["numpy-copy"]
+    assert _check(report, "correct-triton")["status"] == "pass"
+    model = _check(report, "gpu-model")
+    assert model["points"] == 0
+    flags = report["model"][0]["flags"]
+    assert any("outside every kernel and PyTorch op" in f for f in flags), flags
+    assert not any("traffic" in f for f in flags), flags  # its traffic alone looks ideal
