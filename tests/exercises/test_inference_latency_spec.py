@@ -395,6 +395,10 @@ EXPECTED = {  # name: (cpu cases failed: "none" | "all", reuse fails, timers pat
     "timer-patch": ("none", False, True, False),
     "returns-input": ("all", True, False, False),
     "calls-baseline": ("none", False, False, False),
+    "tutorial-kernel": ("none", False, False, True),
+    "row-online-kernel": ("none", False, False, True),
+    "torch-compile": ("none", False, False, False),
+    "row-loop": ("none", False, False, False),
 }
 
 
