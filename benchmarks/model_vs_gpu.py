@@ -17,7 +17,6 @@ model orders as the GPU does. Trusted code only (the bundled submissions are imp
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -30,11 +29,8 @@ PREDICTIONS = Path(__file__).with_name("model_predictions.json")
 
 
 def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    from grader.harness.probe import load_module_from
+    return load_module_from(str(path), name)
 
 
 def _implementations() -> list[tuple[str, Path]]:
