@@ -110,9 +110,9 @@ def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference
         if cpu is None or explained is None:
             flags.append(f"{case.name}: the trace did not report the call's CPU time")
         elif cpu - explained > max(MIN_UNEXPLAINED_S, MAX_UNEXPLAINED * cpu):
-            flags.append(f"{case.name}: {cpu - explained:.2f} s of the traced call's {cpu:.2f} s of CPU time ran "
-                         "outside every kernel and PyTorch op the trace records: part of the work ran where it "
-                         "cannot be modelled")
+            flags.append(f"{case.name}: {cpu - explained:.2f} s of the traced call's {cpu:.2f} s of CPU time was "
+                         "spent outside every kernel and PyTorch op the trace records (Python, NumPy or other work "
+                         "the model cannot price): this GPU path cannot be modelled")
         if got.bytes + got.spill_bytes < MIN_TRAFFIC * minimal:
             flags.append(f"{case.name}: the trace saw {got.bytes / 1e6:.1f} MB of traffic, less than the "
                          f"{minimal / 1e6:.1f} MB one call must move: part of the work ran where it cannot be modelled")
