@@ -88,12 +88,40 @@ def _authentic(line: dict, key: bytes) -> bool:
     return isinstance(mac, str) and hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest())
 
 
+MAX_DEPTH = 32  # nesting of arrays/objects in one line: ours need 3; deeper ones are refused unparsed
+
+
+def _too_deep(raw: str, limit: int = MAX_DEPTH) -> bool:
+    """True when the line nests arrays/objects deeper than limit (brackets inside strings do not count),
+    which json.loads, the schema check and json.dumps would meet with RecursionError."""
+    if raw.count("[") + raw.count("{") <= limit:  # the common case, at C speed
+        return False
+    depth, in_string, escaped = 0, False, False
+    for char in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 def json_objects(data: bytes) -> Iterator[dict | None]:
-    """Each line of data as a JSON object, or None for a line that is not one."""
+    """Each line of data as a JSON object, or None for a line that is not one (or nests too deep)."""
     for raw in data.decode("utf-8", errors="replace").splitlines():
         try:
-            line = json.loads(raw)
-        except ValueError:
+            line = None if _too_deep(raw) else json.loads(raw)
+        except (ValueError, RecursionError):
             line = None
         yield line if isinstance(line, dict) else None
 

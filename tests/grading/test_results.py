@@ -72,3 +72,21 @@ def test_size_cap_truncates(tmp_path: Path) -> None:
     data, truncated = read_capped(tmp_path / "r", 100)
     assert len(data) == 100 and truncated
     assert read_capped(tmp_path / "missing", 100) == (b"", False)
+
+
+def test_deeply_nested_lines_are_malformed_not_a_crash(tmp_path: Path) -> None:
+    """json.loads, the schema check and json.dumps all recurse: a line nested 100000 deep (or 40 deep,
+    inside a signed-looking object) is refused before parsing, and the rest of the file still counts."""
+    deep_array = "[" * 100_000 + "]" * 100_000
+    deep_object = '{"event": "result", "x": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}"
+    bracket_text = _line(event="result", nodeid="t::c", outcome="passed", duration=0.1, message="[{" * 100)
+    assert "[{[{" in bracket_text
+    data = "\n".join([_line(event="started"), deep_array, deep_object, _result("t::a", "passed"),
+                      bracket_text, _line(event="done")]).encode()
+    results = parse_results(data, KEY)
+    assert results.malformed_lines == 2
+    assert set(results.tests) == {"t::a", "t::c"}  # brackets inside a string are text, not nesting
+    assert results.started and results.done
+    (tmp_path / "probe.jsonl").write_bytes(data)
+    from grader.checks.probe_output import read_probe
+    assert read_probe(tmp_path).malformed == 2  # the probe's reader shares the guard
