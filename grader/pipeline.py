@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from sandbox import BackendUnavailable, Limits, Mount, RunResult, SandboxError, get_backend
 
+from .cleanup import remove_tree
 from .errors import BadInput, InfraError
 from .exercises import Exercise
 from .checks import kernel_model as model_check
@@ -129,11 +130,14 @@ class Grader:
                         "MLGRADE_DEVICE": device, **(env or {})}
             argv = [*self.backend.python(), f"{BOX}/harness/{script}", f"{BOX}/config/config.json"]
             try:
-                run = self.backend.run(argv, mounts=mounts, env=full_env, workdir=f"{BOX}/tests", limits=limits,
-                                       device=device, stdin=stdin)  # type: ignore[arg-type]
-            except SandboxError as exc:
-                raise InfraError(f"sandbox backend {self.backend.name} failed: {exc}") from None
-            yield run, out_dir
+                try:
+                    run = self.backend.run(argv, mounts=mounts, env=full_env, workdir=f"{BOX}/tests",
+                                           limits=limits, device=device, stdin=stdin)  # type: ignore[arg-type]
+                except SandboxError as exc:
+                    raise InfraError(f"sandbox backend {self.backend.name} failed: {exc}") from None
+                yield run, out_dir
+            finally:
+                remove_tree(out_dir)  # whatever the sandbox left there, however deep (cleanup.py)
 
     def _run_harness(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str,
                      seed: int, wall_s: float | None = None) -> tuple[RunResult, RunResults]:

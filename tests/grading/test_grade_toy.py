@@ -243,3 +243,12 @@ def test_wall_clock_limit_ends_the_grading_and_unreported_tests_fail(tmp_path: P
     assert {outcomes[n] for n in outcomes if "add" in n} == {"passed"}
     assert report["score"]["percent"] == 50.0
     assert any("wall-clock limit of 6 s" in w for w in report["warnings"])
+
+
+def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader, toy) -> None:
+    """3000 nested folders written at import: shutil.rmtree would die of RecursionError and leave them."""
+    import tempfile
+    before = set(Path(tempfile.gettempdir()).glob("mlgrade-run-*"))
+    report = grader.grade(toy, TOY_SUBMISSIONS / "deep-tree")
+    assert report["score"]["percent"] == 100.0
+    assert set(Path(tempfile.gettempdir()).glob("mlgrade-run-*")) <= before
