@@ -87,6 +87,12 @@ def _overlay(starter: Path, submission: Path, dest: Path) -> None:
     shutil.copytree(submission, dest, dirs_exist_ok=True)
 
 
+def _reference_workspace(exercise: Exercise, dest: Path) -> None:
+    """The reference over the starter at dest, made once per grading (model and latency checks share it)."""
+    if not dest.exists():
+        _overlay(exercise.starter, exercise.reference, dest)
+
+
 class Grader:
     """Grades submissions with one backend; remembers each exercise's collected tests."""
 
@@ -263,8 +269,7 @@ class Grader:
         else:
             key = (exercise.version_hash, check.id)
             if key not in self._reference_models:  # deterministic: traced once per exercise version
-                if not reference_ws.exists():
-                    _overlay(exercise.starter, exercise.reference, reference_ws)
+                _reference_workspace(exercise, reference_ws)
                 self.progress(f"{label}: {check.id}: tracing the reference's kernels (once per exercise version)")
                 run_ref, probe_ref = self._probe(exercise, reference_ws, config, "cpu", 0, lambda p, out: p, env)
                 grading.add_run(f"{check.id}-reference", run_ref)
@@ -289,8 +294,7 @@ class Grader:
         if blocked:
             score, section = latency_check.judge_latency(check, spec, device, empty, reference_ws, empty, blocked)
         else:
-            if not reference_ws.exists():
-                _overlay(exercise.starter, exercise.reference, reference_ws)
+            _reference_workspace(exercise, reference_ws)
             self.progress(f"{label}: {check.id}: timing the reference and the baseline in a clean process")
             env = dict(latency_check.ALLOCATOR_ENV)
             run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p,

@@ -9,6 +9,7 @@ never gain them. Latency checks compute their own points and explain them
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .manifest import Check, Manifest
@@ -89,3 +90,28 @@ def score_checks(manifest: Manifest, expected: list[str], results: RunResults) -
 def percent(scores: list[CheckScore]) -> float:
     total = sum(s.check.points for s in scores)
     return round(100.0 * sum(s.earned for s in scores) / total, 2) if total else 0.0
+
+
+def step_down(fraction: float, step: float = 0.1) -> float:
+    """fraction clamped to [0, 1] and rounded down to a step: measurement noise inside a step does not
+    move a score between gradings."""
+    return math.floor(min(1.0, max(0.0, fraction)) / step + 1e-9) * step
+
+
+def blocked_score(check: Check, blocked_by: list[str]) -> tuple[CheckScore, str]:
+    """0 points because a required check had wrong or missing outputs; (score, the flag for the report)."""
+    flag = f"correctness first: {', '.join(blocked_by)} had wrong or missing outputs"
+    return CheckScore(check, (), 0.0, (f"-{check.points:.2f} pts: {flag}",)), flag
+
+
+def per_case_score(check: Check, tests: list[TestResult], fractions: list[float], flags: list[str]) -> CheckScore:
+    """A measured or modelled check: points x the mean of its per-case fractions, one reason per lost
+    share; any flag scores 0, its points lost once and further evidence listed as `also:` lines."""
+    if flags:
+        reasons = (f"-{check.points:.2f} pts: {flags[0]}",) + tuple(f"also: {flag}" for flag in flags[1:])
+        return CheckScore(check, tuple(tests), 0.0, reasons)
+    earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
+    share = check.points / max(len(fractions), 1)
+    reasons = tuple(f"-{share * (1 - f):.2f} pts: {t.nodeid}: {t.message}"
+                    for t, f in zip(tests, fractions) if f < 1.0)
+    return CheckScore(check, tuple(tests), earned, reasons)

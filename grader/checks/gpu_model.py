@@ -104,7 +104,7 @@ def model_call(records: list[dict[str, Any]], builds: dict[str, dict[str, Any]],
     result = Modelled()
     host = device = 0.0  # since the last sync
     for record in records:
-        kind = record.get("kind")
+        kind, sync = record.get("kind"), False
         if kind == "triton":
             build = builds.get(str(record.get("cache_key")), {})
             traffic = sum(_int(record.get(f"sector_bytes_{verb}")) or _int(record.get(f"bytes_{verb}"))
@@ -122,7 +122,8 @@ def model_call(records: list[dict[str, Any]], builds: dict[str, dict[str, Any]],
                                  "regs": _int(build.get("n_regs"))})
         elif kind == "torch":
             traffic = _int(record.get("bytes_read")) + _int(record.get("bytes_written"))
-            if traffic == 0 and not str(record.get("name", "")).startswith(SYNC_OPS):
+            sync = str(record.get("name", "")).startswith(SYNC_OPS)
+            if traffic == 0 and not sync:
                 continue  # allocation or metadata: no kernel
             seconds = max(target.min_kernel_s, traffic / target.hbm_bytes_per_s)
             result.bytes += traffic
@@ -132,7 +133,7 @@ def model_call(records: list[dict[str, Any]], builds: dict[str, dict[str, Any]],
         host += target.launch_s
         device += seconds
         result.device_s += seconds
-        if kind == "torch" and str(record.get("name", "")).startswith(SYNC_OPS):
+        if sync:
             result.syncs += 1
             result.seconds += max(host, device) + target.sync_s
             host = device = 0.0

@@ -15,16 +15,15 @@ kernel and PyTorch op (the call is traced twice; the second, warm one is judged)
 """
 from __future__ import annotations
 
-import math
 from types import ModuleType
 from typing import Any
 
 from ..errors import InfraError
 from ..manifest import ModelCheck
 from ..results import TestResult
-from ..scoring import CheckScore
+from ..scoring import CheckScore, blocked_score, per_case_score, step_down
 from .gpu_model import H100, Modelled, model_call
-from .latency import STEP
+from .latency import STEP, number, replaced_after_import, us
 from .probe_output import ProbeOutput
 
 LABEL = "modelled, not measured"
@@ -37,7 +36,7 @@ def probe_config(spec: ModuleType, spec_path: str, check: ModelCheck) -> dict[st
     from .gpu_model import MAX_ELEMS_PER_THREAD
     names = {"entry": spec.ENTRY, "triton_entry": spec.TRITON_ENTRY}
     return {"mode": "model", "spec": spec_path, "device": "cpu", "entries": [names[e] for e in check.entries],
-            "entry": names[check.entries[0]], "cases": [c.name for c in spec.model_cases()],
+            "cases": [c.name for c in spec.model_cases()],
             "sample_programs": check.sample_programs, "max_records": 5000,
             "max_elems_per_thread": MAX_ELEMS_PER_THREAD, "ptxas_timeout_s": 30.0}
 
@@ -56,12 +55,8 @@ def modelled_cases(probe: ProbeOutput) -> dict[str, tuple[dict[str, Any], Modell
 
 
 def _seconds(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        0 <= value < 1e6 else None
-
-
-def _fraction(ratio: float, full_at: float) -> float:
-    return math.floor(min(1.0, max(0.0, ratio) / full_at) / STEP + 1e-9) * STEP
+    seconds = number(value)
+    return seconds if seconds is not None and 0 <= seconds < 1e6 else None
 
 
 def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference: ProbeOutput,
@@ -71,13 +66,13 @@ def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference
                                "cases": [], "flags": []}
     flags: list[str] = section["flags"]
     if blocked_by:
-        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} had wrong or missing outputs"
-        flags.append(reason.split(": ", 1)[1])
-        return CheckScore(check, (), 0.0, (reason,)), section
+        score, flag = blocked_score(check, blocked_by)
+        flags.append(flag)
+        return score, section
     if run.first("import_error"):
         message = run.first("import_error").get("message", "")
         return CheckScore(check, (), 0.0, (f"-{check.points:.2f} pts: the module failed to import: {message}",)), section
-    changed = sorted({str(n) for e in run.events("tamper") if isinstance(e.get("changed"), list) for n in e["changed"]})
+    changed = replaced_after_import(run)
     if changed:
         flags.append(f"replaced after the candidate's import: {', '.join(changed)}")
     ours, theirs = modelled_cases(run), modelled_cases(reference)
@@ -116,16 +111,10 @@ def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference
         if got.bytes + got.spill_bytes < MIN_TRAFFIC * minimal:
             flags.append(f"{case.name}: the trace saw {got.bytes / 1e6:.1f} MB of traffic, less than the "
                          f"{minimal / 1e6:.1f} MB one call must move: part of the work ran where it cannot be modelled")
-        fraction = _fraction(relative, check.full_at)
+        fraction = step_down(max(0.0, relative) / check.full_at, STEP)
         fractions.append(fraction)
         tests.append(TestResult(nodeid, "passed" if fraction >= 1.0 else "failed", 0.0, _feedback(row, got, fraction)))
-    if flags:
-        reasons = (f"-{check.points:.2f} pts: {flags[0]}",) + tuple(f"also: {flag}" for flag in flags[1:])
-        return CheckScore(check, tuple(tests), 0.0, reasons), section
-    earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
-    share = check.points / max(len(fractions), 1)
-    reasons = tuple(f"-{share * (1 - f):.2f} pts: {t.nodeid}: {t.message}" for t, f in zip(tests, fractions) if f < 1.0)
-    return CheckScore(check, tuple(tests), earned, reasons), section
+    return per_case_score(check, tests, fractions, flags), section
 
 
 def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
@@ -140,9 +129,6 @@ def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
     if got.bytes > 2 * row["minimal_mb"] * 1e6:
         costs.append(f"{got.bytes / 1e6:.0f} MB moved for {row['minimal_mb']:.0f} MB of inputs and outputs")
     detail = f" ({'; '.join(costs)})" if costs else ""
-    return (f"modelled {_us(row['modelled_us'])} on an H100 vs the reference's {_us(row['reference_modelled_us'])}"
+    return (f"modelled {us(row['modelled_us'])} on an H100 vs the reference's {us(row['reference_modelled_us'])}"
             f"{detail} -> {fraction:.0%} of this case's points ({LABEL})")
 
-
-def _us(value: float) -> str:
-    return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"

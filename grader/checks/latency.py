@@ -33,7 +33,7 @@ from typing import Any
 from ..errors import InfraError
 from ..manifest import LatencyCheck
 from ..results import TestResult
-from ..scoring import CheckScore
+from ..scoring import CheckScore, blocked_score, per_case_score, step_down
 from .probe_output import ProbeOutput, load_output
 
 ROOFLINE_SLACK = 1.25
@@ -82,7 +82,7 @@ def _floats(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         else None
 
@@ -107,7 +107,7 @@ def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
             return event.get(key) if isinstance(event.get(key), dict) else {}
 
         def numbers(key: str) -> dict[str, float]:
-            return {str(k): v for k, v in ((k, _number(v)) for k, v in table(key).items()) if v is not None}
+            return {str(k): v for k, v in ((k, number(v)) for k, v in table(key).items()) if v is not None}
         warmup = {str(k): v for k, v in table("warmup").items() if isinstance(v, dict)}
         found[str(event.get("case"))] = CaseTiming(str(event.get("case")), _floats(event.get("baseline_s")),
                                                    _floats(event.get("candidate_s")), numbers("wall_s"),
@@ -131,7 +131,7 @@ def _case_fraction(speedup: float, reference: float, full_at: float) -> float:
     if reference <= 1.0:  # the reference is no faster than the baseline here: any non-slower code is full marks
         return 1.0 if speedup >= reference else 0.0
     ratio = math.log(max(speedup, 1.0)) / math.log(reference)
-    return math.floor(min(1.0, max(0.0, ratio) / full_at) / STEP + 1e-9) * STEP
+    return step_down(max(0.0, ratio) / full_at, STEP)
 
 
 def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: ProbeOutput, dir_a: Path,
@@ -145,14 +145,13 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
                                "cases": [], "flags": []}
     flags: list[str] = section["flags"]
     if blocked_by:  # nothing was timed: correctness decides first
-        reason = f"-{check.points:.2f} pts: correctness first: {', '.join(blocked_by)} had wrong or missing outputs"
-        flags.append(reason.split(": ", 1)[1])
-        return CheckScore(check, (), 0.0, (reason,)), section
+        score, flag = blocked_score(check, blocked_by)
+        flags.append(flag)
+        return score, section
     if run_a.first("import_error"):
         flags.append(f"the candidate's module failed to import: {run_a.first('import_error').get('message', '')}")
     tamper = run_a.events("tamper")
-    replaced = sorted({str(name) for event in tamper if isinstance(event.get("changed"), list)
-                       for name in event["changed"]})
+    replaced = replaced_after_import(run_a)
     if replaced:
         flags.append(f"replaced after the candidate's import: {', '.join(replaced)}")
     elif not any(event.get("stage") == "run" for event in tamper) and not flags:
@@ -181,26 +180,26 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
         fractions.append(fraction)
         tests.append(TestResult(nodeid, "passed" if fraction >= 1.0 else "failed", sum(a.candidate),
                                 _feedback(row, fraction)))
-    if flags:
-        # The points are lost once; every further piece of evidence is listed without points.
-        reasons = (f"-{check.points:.2f} pts: {flags[0]}",) + tuple(f"also: {flag}" for flag in flags[1:])
-        return CheckScore(check, tuple(tests), 0.0, reasons), section
-    earned = round(check.points * sum(fractions) / len(fractions), 4) if fractions else 0.0
-    share = check.points / max(len(fractions), 1)
-    reasons = tuple(f"-{share * (1 - f):.2f} pts: {t.nodeid}: {t.message}"
-                    for t, f in zip(tests, fractions) if f < 1.0)
-    return CheckScore(check, tuple(tests), earned, reasons), section
+    return per_case_score(check, tests, fractions, flags), section
 
 
 def _feedback(row: dict[str, Any], fraction: float) -> str:
     """One readable line: rounded numbers, what earns the rest."""
     return (f"{row['speedup']:.1f}x faster than the baseline (reference {row['reference_speedup']:.1f}x; "
-            f"{_us(row['candidate_p50_us'])} vs {_us(row['baseline_p50_us'])} a call) -> "
+            f"{us(row['candidate_p50_us'])} vs {us(row['baseline_p50_us'])} a call) -> "
             f"{fraction:.0%} of this case's points")
 
 
-def _us(value: float) -> str:
+def replaced_after_import(probe: ProbeOutput) -> list[str]:
+    """Fingerprinted names (timers, harness code, the baseline) the probe saw replaced, in order."""
+    return sorted({str(name) for event in probe.events("tamper") if isinstance(event.get("changed"), list)
+                   for name in event["changed"]})
+
+
+def us(value: float) -> str:
+    """Microseconds for a person: '850 us', '2.98 ms'."""
     return f"{value / 1000:.2f} ms" if value >= 1000 else f"{value:.0f} us"
+
 
 
 def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gbs: float, check: LatencyCheck,
@@ -217,7 +216,7 @@ def _case_row(spec: ModuleType, case: Any, a: CaseTiming, b: CaseTiming, copy_gb
            "reference_speedup": reference, "gbs": gbs,
            "pct_of_copy_bandwidth": 100 * gbs / copy_gbs if copy_gbs else None}
     row = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
-    row["warmup_s"] = {which: _number(w.get("seconds")) for which, w in a.warmup.items()}
+    row["warmup_s"] = {which: number(w.get("seconds")) for which, w in a.warmup.items()}
     row["warmup_calls"] = {which: w.get("calls") for which, w in a.warmup.items() if isinstance(w.get("calls"), int)}
     if a.wall.get("window") is not None:  # CPU: process CPU time per call, one wall window
         _cpu_wall_flags(case.name, a, check, flags)
