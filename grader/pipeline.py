@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import random
 import secrets
 import shutil
 import tempfile
@@ -29,10 +30,13 @@ from .checks import latency as latency_check
 from .checks import outputs as outputs_check
 from .checks.probe_output import ProbeOutput, read_probe
 from .checks.spec import load_spec
+from .integrity import Integrity, run_evidence, scan_evidence
+from .scan import scan_submission
 from .intake import Submission, intake
 from .report import SCHEMA_ID, UNSANDBOXED, validate_report
 from .results import RunResults, read_results
 from .scoring import CheckScore, percent, score_pytest_check
+from .sentinels import plant, tripped
 
 HARNESS = Path(__file__).resolve().parent / "harness"
 BOX = "/mlgrade"  # where things appear inside the sandbox
@@ -40,6 +44,8 @@ TAIL = 4000  # characters of sandbox stdout/stderr kept in the grader view
 COLLECT_WALL_S = 180.0
 LATENCY_MIN_WALL_S = 120.0
 LATENCY_WALL_FACTOR = 4.0
+COLLECT_TIMEOUT_FACTOR = 2.0  # collecting (importing the submission) may take this many per-test timeouts
+STARTED_MARKER = "mlgrade-harness: started"  # printed by runner.py and probe.py before any candidate code
 
 
 def _now() -> str:
@@ -63,6 +69,11 @@ def _short(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _harness_started(run: RunResult) -> bool:
+    """True when the harness printed its start marker (the first bytes of stdout, which are kept)."""
+    return run.stdout.lstrip().startswith(STARTED_MARKER)
 
 
 def host_has_gpu() -> bool:
@@ -114,7 +125,7 @@ class Grader:
     @contextmanager
     def _sandbox(self, exercise: Exercise, code: Path, script: str, config: dict[str, Any], device: str, seed: int,
                  *, stdin: bytes | None = None, wall_s: float | None = None,
-                 env: dict[str, str] | None = None) -> Iterator[tuple[RunResult, Path]]:
+                 env: dict[str, str] | None = None, tests: Path | None = None) -> Iterator[tuple[RunResult, Path]]:
         """Run one harness script in the sandbox over `code`; yield the result and the out folder,
         which is removed when the block ends (read what you need inside it)."""
         with tempfile.TemporaryDirectory(prefix="mlgrade-run-") as tmp:
@@ -123,7 +134,7 @@ class Grader:
             out_dir.mkdir()
             out_dir.chmod(0o777)  # the sandbox user may not be the grader's user
             (config_dir / "config.json").write_text(json.dumps(config))
-            mounts = [Mount(code, f"{BOX}/submission"), Mount(exercise.tests, f"{BOX}/tests"),
+            mounts = [Mount(code, f"{BOX}/submission"), Mount(tests or exercise.tests, f"{BOX}/tests"),
                       Mount(exercise.starter, f"{BOX}/baseline"), Mount(HARNESS, f"{BOX}/harness"),
                       Mount(config_dir, f"{BOX}/config"), Mount(out_dir, f"{BOX}/out", writable=True)]
             limits = self._limits(exercise, wall_s)
@@ -146,12 +157,15 @@ class Grader:
                 remove_tree(out_dir)  # whatever the sandbox left there, however deep (cleanup.py)
 
     def _run_harness(self, exercise: Exercise, code: Path, config: dict[str, Any], device: str,
-                     seed: int, wall_s: float | None = None) -> tuple[RunResult, RunResults]:
+                     seed: int, wall_s: float | None = None, tests: Path | None = None) -> tuple[RunResult, RunResults]:
         """The pytest runner over `code`: its signed results (see harness/runner.py)."""
         key = secrets.token_hex(32).encode()  # signs the runner's results
-        with self._sandbox(exercise, code, "runner.py", config, device, seed, stdin=key, wall_s=wall_s) as (run, out):
+        with self._sandbox(exercise, code, "runner.py", config, device, seed, stdin=key, wall_s=wall_s,
+                           tests=tests) as (run, out):
             results = read_results(out / "results.jsonl", key)
-        if not results.started and not (run.timed_out or run.oom_killed):
+        # The runner prints its marker before any candidate code exists: with it, a results file that
+        # is missing or empty was deleted or truncated by candidate code, which is graded, not retried.
+        if not results.started and not _harness_started(run) and not (run.timed_out or run.oom_killed):
             raise InfraError(f"the test runner did not start in the {self.backend.name} sandbox "
                              f"(exit code {run.exit_code}): {_last_line(run.stderr)}")
         return run, results
@@ -162,7 +176,7 @@ class Grader:
         """Run harness/probe.py over `code` and judge what it wrote while the out folder exists."""
         with self._sandbox(exercise, code, "probe.py", config, device, seed, env=env, wall_s=wall_s) as (run, out):
             probe = read_probe(out)
-            if probe.first("started") is None and not (run.timed_out or run.oom_killed):
+            if probe.first("started") is None and not _harness_started(run) and not (run.timed_out or run.oom_killed):
                 raise InfraError(f"the probe did not start in the {self.backend.name} sandbox "
                                  f"(exit code {run.exit_code}): {_last_line(run.stderr)}")
             return run, judge(probe, out)
@@ -197,8 +211,10 @@ class Grader:
             workspace = Path(tmp, "workspace")
             _overlay(exercise.starter, submission.root, workspace)
             label = f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})"
+            grading.integrity.scan = scan_submission(submission.root)  # reads files, never runs them
+            grading.integrity.add(scan_evidence(grading.integrity.scan))
             if any(c.kind == "pytest" for c in checks):
-                self._grade_pytest(exercise, workspace, checks, grading, label)
+                self._grade_pytest(exercise, workspace, checks, grading, label, Path(tmp, "tests"))
             for check in checks:
                 if check.kind == "outputs":
                     self._grade_outputs(exercise, workspace, check, grading, label)
@@ -208,24 +224,34 @@ class Grader:
             for check in checks:
                 if check.kind == "latency":
                     self._grade_latency(exercise, workspace, Path(tmp, "reference"), check, grading, label)
+        if grading.integrity.tampered:  # verdicts from the candidate's process are void (integrity.py)
+            for check in checks:
+                if check.kind == "pytest":
+                    grading.scores[check.id] = grading.integrity.void(grading.scores[check.id])
         scores = [grading.scores[c.id] for c in checks]
         report = self._report(exercise, submission, scores, grading, started, time.monotonic() - clock)
         validate_report(report)
         return report
 
     def _grade_pytest(self, exercise: Exercise, workspace: Path, checks: list, grading: "_Grading",
-                      label: str) -> None:
+                      label: str, tests_copy: Path) -> None:
         expected = self.collect(exercise)
+        # Sentinels that every submission fails are planted in a copy of the tests, fresh per grading.
+        planted = plant(exercise.tests, tests_copy, expected, random.Random(secrets.randbits(64)))
         self.progress(f"{label}: running {len(expected)} tests")
         limits = exercise.manifest.limits
-        config = {"mode": "run", "nodeids": expected, "default_timeout": limits.test_timeout_s,
+        config = {"mode": "run", "nodeids": list(planted.nodeids), "default_timeout": limits.test_timeout_s,
+                  "collect_timeout": COLLECT_TIMEOUT_FACTOR * limits.test_timeout_s,
                   "timeouts": {p: c.timeout_s for c in checks if c.kind == "pytest" and c.timeout_s for p in c.tests}}
-        run, results = self._run_harness(exercise, workspace, config, grading.device, grading.seed)
+        run, results = self._run_harness(exercise, workspace, config, grading.device, grading.seed,
+                                         tests=planted.tests)
         grading.add_run("pytest", run)
         grading.env = results.env
         grading.complete &= results.done
         grading.malformed += results.malformed_lines + results.unauthenticated_lines
-        grading.warnings += self._result_warnings(expected, results)
+        grading.integrity.add(run_evidence(tripped(planted, {n: t.outcome for n, t in results.tests.items()}),
+                                           results.anomalies, results.unauthenticated_lines))
+        grading.warnings += self._result_warnings(expected, results, planted.sentinels)
         for check in checks:
             if check.kind == "pytest":
                 grading.scores[check.id] = score_pytest_check(check, expected, results)
@@ -357,6 +383,7 @@ class Grader:
                           "oom_killed": r.oom_killed, "wall_s": round(r.wall_s, 3)} for what, r in runs],
             },
             "warnings": self._warnings(exercise, grading),
+            "integrity": grading.integrity.section(),
         }
         if grading.latency:
             report["latency"] = grading.latency
@@ -375,11 +402,16 @@ class Grader:
                 warnings.append(f"{what}: the run ran out of memory (limit {limits.memory_mb} MiB)")
             if run.stdout_truncated or run.stderr_truncated:
                 warnings.append(f"{what}: the run's output was over its cap and was truncated")
-        return warnings + grading.warnings
+        tampering = grading.integrity.warning()
+        return ([tampering] if tampering else []) + warnings + grading.warnings
 
-    def _result_warnings(self, expected: list[str], results: RunResults) -> list[str]:
+    def _result_warnings(self, expected: list[str], results: RunResults,
+                         sentinels: frozenset[str] = frozenset()) -> list[str]:
         warnings = []
-        if not results.done:
+        if not results.started:
+            warnings.append("the results file was deleted or emptied during the run (by candidate code?); "
+                            "tests without a result count as failed")
+        elif not results.done:
             warnings.append("the test runner did not report the end of the run")
         if results.truncated:
             warnings.append("the results file was over its size cap; the rest was ignored")
@@ -391,7 +423,7 @@ class Grader:
         if results.conflicting:
             warnings.append(f"{len(results.conflicting)} tests were reported twice with different outcomes "
                             "(the first non-pass was kept)")
-        unknown = set(results.tests) - set(expected)
+        unknown = set(results.tests) - set(expected) - sentinels
         if unknown:
             warnings.append(f"{len(unknown)} results for tests the exercise does not define were ignored")
         return warnings
@@ -411,6 +443,7 @@ class _Grading:
     model: list[dict[str, Any]] = field(default_factory=list)
     complete: bool = True
     malformed: int = 0
+    integrity: Integrity = field(default_factory=Integrity)
 
     def add_run(self, what: str, run: RunResult) -> None:
         self.runs.append((what, run))

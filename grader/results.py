@@ -26,7 +26,7 @@ _LINE = Draft202012Validator({
     "type": "object",
     "required": ["event"],
     "properties": {
-        "event": {"enum": ["started", "env", "collected", "collect_error", "result", "done"]},
+        "event": {"enum": ["started", "env", "collected", "collect_error", "result", "anomaly", "done"]},
         "nodeid": {"type": "string", "maxLength": 1000},
         "outcome": {"enum": list(OUTCOMES)},
         "duration": {"type": "number", "minimum": 0},
@@ -38,6 +38,7 @@ _LINE = Draft202012Validator({
     "allOf": [
         {"if": {"properties": {"event": {"const": "result"}}},
          "then": {"required": ["nodeid", "outcome", "duration", "message"]}},
+        {"if": {"properties": {"event": {"const": "anomaly"}}}, "then": {"required": ["message"]}},
         {"if": {"properties": {"event": {"enum": ["collected", "collect_error"]}}},
          "then": {"required": ["nodeid"]}},
     ],
@@ -65,6 +66,7 @@ class RunResults:
     unauthenticated_lines: int = 0  # well-formed lines without a valid MAC: written by someone else
     conflicting: list[str] = field(default_factory=list)  # node ids reported more than once, differently
     truncated: bool = False
+    anomalies: list[str] = field(default_factory=list)  # events out of the plugin's order (harness/runner.py)
 
 
 def read_capped(path: Path, cap: int) -> tuple[bytes, bool]:
@@ -146,6 +148,8 @@ def parse_results(data: bytes, key: bytes, truncated: bool = False) -> RunResult
             out.done = True
         elif event == "env":
             out.env = {k: line.get(k) for k in ("python", "torch", "triton")}
+        elif event == "anomaly":
+            out.anomalies.append(line["message"][:500])
         elif event == "collected":
             out.collected.append(line["nodeid"])
         elif event == "collect_error":

@@ -36,6 +36,8 @@ from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parent
 POLL_S = 0.05
+MAX_ANOMALIES = 20  # anomaly lines recorded per run (the count goes on)
+STARTED = "mlgrade-harness: started"  # printed first: candidate code cannot un-print it
 
 
 def _matches(pattern: str, nodeid: str) -> bool:
@@ -54,6 +56,19 @@ def _parse(line: str) -> dict | None:
     if event["event"] in ("start", "result", "collected") and not isinstance(event.get("nodeid"), str):
         return None
     return event
+
+
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+
+def _result(event: dict) -> dict:
+    """The result line to sign for the test in flight, with the plugin's field types enforced."""
+    outcome = event.get("outcome") if event.get("outcome") in OUTCOMES else "error"
+    duration = event.get("duration")
+    duration = float(duration) if isinstance(duration, (int, float)) and 0 <= duration < 1e9 else 0.0
+    message = event.get("message") if isinstance(event.get("message"), str) else ""
+    return {"event": "result", "nodeid": event["nodeid"], "outcome": outcome, "duration": duration,
+            "message": message[-2000:]}
 
 
 def _read_key() -> bytes:
@@ -82,6 +97,7 @@ class Runner:
         self.results = open(Path(os.environ["MLGRADE_OUT"]) / "results.jsonl", "a", encoding="utf-8")
         self.scratch = Path(tempfile.mkdtemp(prefix="mlgrade-events-"))
         self.events_path = self.scratch / "events.jsonl"
+        self.anomalies = 0
 
     def record(self, **line) -> None:
         self.results.write(sign(self.key, line) + "\n")
@@ -128,67 +144,101 @@ class Runner:
         self.record(event="done", exit_code=child.returncode)
         return 0
 
+    def anomaly(self, message: str) -> None:
+        """An event the plugin never writes in that order: evidence that candidate code wrote it."""
+        if self.anomalies < MAX_ANOMALIES:
+            self.record(event="anomaly", message=message[:500])
+        self.anomalies += 1
+
     def run(self) -> int:
         remaining = list(self.config["nodeids"])
         collect_errors: list[str] = []
         while remaining:
             child = self.spawn(remaining)
-            finished, stopped_at = self.watch(child, collect_errors)
-            remaining = [n for n in remaining if n not in finished]
-            if stopped_at is None:
-                # The child ended without a test in flight: whatever is left never started.
-                reason = f"not run: pytest exited with code {child.returncode} before this test started"
-                if collect_errors:
+            finished, stopped_at, stalled = self.watch(child, set(remaining), collect_errors)
+            remaining = [n for n in remaining if n not in finished and n != stopped_at]
+            if stopped_at is None and remaining:
+                # The child ended, or stalled, without a test in flight: whatever is left never started,
+                # and a new child would import the submission again and meet the same fate.
+                if stalled and not finished:
+                    reason = (f"not run: collecting the tests (which imports the submission) did not finish "
+                              f"within {self.collect_timeout:g} s")
+                elif stalled:
+                    reason = f"not run: pytest stopped for over {self.collect_timeout:g} s between tests"
+                elif collect_errors:
                     reason = "not run: collection error: " + collect_errors[-1].strip().splitlines()[-1][:500]
+                else:
+                    reason = f"not run: pytest exited with code {child.returncode} before this test started"
                 for nodeid in remaining:
                     self.record(event="result", nodeid=nodeid, outcome="error", duration=0.0, message=reason)
                 break
-            remaining = [n for n in remaining if n != stopped_at]
         self.record(event="done")
         return 0
 
-    def watch(self, child: subprocess.Popen, collect_errors: list[str]) -> tuple[set[str], str | None]:
-        """Follow one pytest child; return the finished node ids and the test that was in flight
-        when it died or timed out (None when it ended between tests)."""
+    @property
+    def collect_timeout(self) -> float:
+        return float(self.config.get("collect_timeout", 2 * float(self.config.get("default_timeout", 30))))
+
+    def watch(self, child: subprocess.Popen, asked: set[str],
+              collect_errors: list[str]) -> tuple[set[str], str | None, bool]:
+        """Follow one pytest child; return the finished node ids, the test that was in flight when it died
+        or timed out (None when it ended between tests), and whether it stalled with no test in flight.
+
+        A result counts only for the test in flight, after its start event, once: the plugin writes
+        exactly that, so anything else was written by candidate code and is recorded as an anomaly."""
         finished: set[str] = set()
-        current, started = None, 0.0
+        current, started = None, time.monotonic()  # with no test in flight, `started` is the last event
         with open(self.events_path, encoding="utf-8") as events:
             buffer = ""
             while True:
                 exited = child.poll() is not None
-                chunk = events.read()
+                chunk = events.read(1 << 20)
                 buffer += chunk
                 *lines, buffer = buffer.split("\n")
                 for line in lines:
                     event = _parse(line)
                     if event is None:
                         continue
-                    if event["event"] == "start":
-                        current, started = event["nodeid"], time.monotonic()
-                    elif event["event"] == "result":
-                        finished.add(event["nodeid"])
-                        current = None
-                        self.record(**event)
-                    elif event["event"] == "collect_error":
-                        collect_errors.append(event["message"])
+                    kind = event["event"]
+                    if kind == "start":
+                        nodeid = event["nodeid"]
+                        if current is not None:
+                            self.anomaly(f"{nodeid} started while {current} had not reported a result")
+                        elif nodeid not in asked or nodeid in finished:
+                            self.anomaly(f"a start event for {nodeid}, which was not to run")
+                        else:
+                            current, started = nodeid, time.monotonic()
+                    elif kind == "result":
+                        if event["nodeid"] != current:
+                            self.anomaly(f"a result for {event['nodeid']}, which was not running")
+                            continue
+                        finished.add(current)
+                        current, started = None, time.monotonic()
+                        self.record(**_result(event))
+                    elif kind == "collect_error":
+                        collect_errors.append(str(event.get("message", "")))
                 if current is not None and time.monotonic() - started > self.timeout_for(current):
                     self.kill(child)
                     self.record(event="result", nodeid=current, outcome="timeout",
                                 duration=round(time.monotonic() - started, 3),
                                 message=f"exceeded the per-test timeout of {self.timeout_for(current):g} s")
-                    return finished, current
+                    return finished, current, False
+                if current is None and not exited and time.monotonic() - started > self.collect_timeout:
+                    self.kill(child)  # collecting (importing) or between tests for too long
+                    return finished, None, True
                 if exited and not chunk:
                     break
-                time.sleep(POLL_S)
+                if not chunk:
+                    time.sleep(POLL_S)
         if current is not None:
             code = child.returncode
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
             self.record(event="result", nodeid=current, outcome="crashed", duration=round(time.monotonic() - started, 3),
                         message=f"the test process {how} during this test")
             self.kill(child)  # reap any workers left in its group
-            return finished, current
+            return finished, current, False
         self.kill(child)
-        return finished, None
+        return finished, None, False
 
 
 def _version(dist: str) -> str | None:
@@ -200,6 +250,7 @@ def _version(dist: str) -> str | None:
 
 
 def main() -> int:
+    print(STARTED, flush=True)
     config = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     runner = Runner(config, _read_key())
     runner.record(event="started")

@@ -1,0 +1,112 @@
+"""Verdict forging on the toy exercise: real sandboxes, real pytest, payloads of each family.
+
+Each forging submission is the toy's no-edge calibration (80%) plus a payload. Forging must
+never pay: the score is at most the calibration's, the report names the evidence, and the
+grader view shows that the payload did forge (so these tests can fail).
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from grader.pipeline import Grader
+from grader.report import validate_report
+from grader.sentinels import plant, tripped
+from sandbox import available_backends
+from tests.conftest import TOY_HOME, TOY_SUBMISSIONS, load_fixture_exercise
+
+BACKENDS = [name for name, reason in available_backends().items()
+            if name != "process" and (reason is None or os.environ.get("CI") == "true")]
+BASE_PERCENT = 80.0  # the no-edge calibration, which every forging fixture starts from
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def grader(request: pytest.FixtureRequest) -> Grader:
+    return Grader(request.param)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_fixture_exercise("toy")
+
+
+def _reported(report: dict) -> dict[str, str]:
+    """What each test reported, before voiding (void messages keep it)."""
+    out = {}
+    for check in report["checks"]:
+        for test in check["tests"]:
+            message = test["message"]
+            out[test["nodeid"]] = (message.split("reported ", 1)[1].split(":")[0]
+                                   if message.startswith("void (verdict tampering)") else test["outcome"])
+    return out
+
+
+@pytest.mark.parametrize("fixture", ["forge-report", "forge-runtest", "forge-events", "forge-plugin"])
+def test_forging_never_pays_and_is_flagged(grader: Grader, toy, fixture: str) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / fixture)
+    validate_report(report)
+    assert report["score"]["percent"] <= BASE_PERCENT
+    assert report["integrity"]["tampering"] is True
+    assert report["warnings"][0].startswith("VERDICT TAMPERING")
+    assert all(c["points"] == 0 for c in report["checks"])
+    # The payload did forge: the truncating add() fails its float cases, yet they were reported passed.
+    assert _reported(report)["hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]"] == "passed"
+
+
+def test_obfuscated_forgers_are_caught_by_sentinels_not_only_by_the_scan(grader: Grader, toy) -> None:
+    for fixture in ("forge-runtest", "forge-events"):
+        report = grader.grade(toy, TOY_SUBMISSIONS / fixture)
+        dynamic = [e for e in report["integrity"]["evidence"] if not e.startswith("static scan")]
+        assert any(e.startswith("sentinel test") for e in dynamic), (fixture, report["integrity"])
+
+
+def test_comparison_family_never_pays(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "forge-comparisons")
+    assert report["score"]["percent"] <= BASE_PERCENT
+    assert report["integrity"]["tampering"] is True
+
+
+def test_honest_submissions_are_not_flagged(grader: Grader, toy) -> None:
+    for path, percent in ((TOY_HOME / "reference" / "toy", 100.0), (toy.calibration("no-edge"), 80.0),
+                          (toy.starter, 0.0)):
+        report = grader.grade(toy, path)
+        assert report["integrity"]["tampering"] is False, report["integrity"]
+        assert report["score"]["percent"] == percent
+        assert not any(w.startswith("VERDICT") for w in report["warnings"])
+
+
+def test_import_hang_costs_seconds_not_the_wall_clock(grader: Grader, toy) -> None:
+    for fixture in ("import-hang", "import-fork-bomb"):
+        report = grader.grade(toy, TOY_SUBMISSIONS / fixture)
+        assert report["score"]["percent"] == 0.0
+        messages = {t["message"] for c in report["checks"] for t in c["tests"]}
+        assert messages == {"not run: collecting the tests (which imports the submission) did not finish within 8 s"}
+        run = report["run"]["runs"][0]
+        assert not run["timed_out"] and run["wall_s"] < 30, run  # toy: 4 s per test, 60 s wall
+
+
+def test_deleted_results_file_is_graded_not_infrastructure(grader: Grader, toy) -> None:
+    report = grader.grade(toy, TOY_SUBMISSIONS / "delete-results")
+    assert report["score"]["percent"] == 0.0
+    assert any("deleted or emptied" in w for w in report["warnings"])
+    assert set(_reported(report).values()) == {"missing"}
+
+
+def test_sentinels_are_planted_among_real_tests(tmp_path: Path) -> None:
+    toy = load_fixture_exercise("toy")
+    expected = ["public/test_add.py::test_add_small", "public/test_add.py::test_add_zero",
+                "hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]", "hidden/test_add_edge.py::test_add_edge[-4-1--3]",
+                "hidden/test_add_edge.py::test_add_edge[0.25-0.5-0.75]",
+                "hidden/test_mean.py::test_mean_ints", "hidden/test_mean.py::test_mean_single"]
+    planted = plant(toy.tests, tmp_path / "tests", expected, random.Random(3), count=4)
+    assert len(planted.sentinels) >= 4 and planted.sentinels.isdisjoint(expected)
+    assert [n for n in planted.nodeids if n not in planted.sentinels] == expected
+    for nodeid in planted.sentinels:  # each sits in a module of the suite, named like its neighbours
+        path, _, name = nodeid.partition("::")
+        assert (tmp_path / "tests" / path).is_file() and name.startswith("test_")
+        assert f"def {name.split('[')[0]}(" in (tmp_path / "tests" / path).read_text()
+    assert tripped(planted, {n: "failed" for n in planted.sentinels}) == []
+    assert len(tripped(planted, {n: "passed" for n in planted.sentinels})) == len(planted.sentinels)
