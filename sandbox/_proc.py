@@ -228,6 +228,7 @@ def run_limited(
     rlimit_as: bool = True,
     enforced: Sequence[str] = (),
     details: dict[str, str] | None = None,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
 ) -> RunResult:
     """Run argv under `limits` (cgroup where usable, else rlimits) and return what happened.
 
@@ -235,6 +236,9 @@ def run_limited(
     `rlimit_as=False` skips the RLIMIT_AS memory fallback (CUDA reserves far more address
     space than it uses). Signal deaths become exit codes 128+N (what bwrap reports too);
     exit_code is None when the run timed out or the OOM killer SIGKILLed the main process.
+    `on_start(proc)`, when given, runs right after the process is started and before its
+    output is read (bwrap waits there for its uid map); if it raises, the run is killed and
+    the exception propagates.
     """
     details = dict(details or {})
     cgroup = RunCgroup.create(limits) if use_cgroups else None
@@ -265,6 +269,17 @@ def run_limited(
             return result(code, timed_out=False, oom_killed=False, wall_s=time.monotonic() - start)
         except (OSError, subprocess.SubprocessError) as e:
             raise SandboxError(f"could not start {argv[0]!r}: {e}") from e
+
+        if on_start is not None:
+            try:
+                on_start(proc)
+            except BaseException:
+                _kill_all(proc.pid, cgroup)
+                proc.wait()
+                for stream in (proc.stdin, proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+                raise
 
         status, rusage, timed_out, wall_s = _supervise(proc, cgroup, start, limits.wall_s, out, err, stdin)
 

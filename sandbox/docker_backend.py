@@ -9,11 +9,14 @@ the first use of the backend in a process removes labelled containers whose owne
 so a grader killed with SIGKILL leaves nothing behind past the next mlgrade command.
 
 Defaults (see `DockerBackend.container_config`): no network, every capability dropped,
-no-new-privileges, Docker's default seccomp profile, a read-only root, size-capped tmpfs on
-/tmp and /dev/shm, pids, memory (= memory + swap: no swap) and CPU limits in the container's
-cgroup, ulimits nofile, fsize and core=0, uid/gid 65534, a private IPC namespace, an init
-process that reaps orphans, no log driver (output reaches only the attach stream), never
-privileged, never the Docker socket. The caller's mounts are read-only unless marked writable.
+no-new-privileges, the seccomp profile `sandbox/seccomp.json` that bwrap applies too (it
+replaces Docker's default profile; docs/security.md says what that trades), a read-only root,
+size-capped tmpfs on /tmp and /dev/shm, pids, memory (= memory + swap: no swap) and CPU
+limits in the container's cgroup, ulimits nofile, fsize and core=0, uid/gid 65534, a private
+IPC namespace, an init process that reaps orphans, no log driver (output reaches only the
+attach stream), never privileged, never the Docker socket. The caller's mounts are read-only
+unless marked writable. Docker binds them without nosuid (its API has no such option):
+no-new-privileges is what keeps a setuid file there from raising privileges.
 
 The command's environment is exactly what the caller gives (`env -i` inside: Docker itself
 would add HOSTNAME and HOME). Peak memory is not known: the container's cgroup is gone by the
@@ -31,6 +34,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import _seccomp
 from ._proc import _Capture, check_mounts, command_env
 from .api import BackendUnavailable, Device, Limits, Mount, RunResult, SandboxError
 
@@ -46,8 +50,8 @@ GPU_CHECK_EXIT = 86  # the GPU preflight's exit code when no GPU is visible
 GPU_CHECK_TAG = "mlgrade-gpu-check:"
 _MiB = 2**20
 _DRAIN_S = 2.0
-_HARDENING = ("network=none, cap_drop=ALL, no-new-privileges, seccomp=docker-default, read-only root, "
-              "ipc=private, init, user 65534, no log driver")
+_HARDENING = ("network=none, cap_drop=ALL, no-new-privileges, seccomp=mlgrade (sandbox/seccomp.json), "
+              "read-only root, ipc=private, init, user 65534, no log driver")
 
 # Runs inside the container before the command when device="cuda": is a GPU visible through the
 # driver API? Then exec the command (same pid, stdin untouched). Nothing of the candidate's runs
@@ -321,7 +325,8 @@ class DockerBackend:
         host: dict[str, Any] = dict(
             network_mode="none",
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],
+            # The engine takes the profile's content; it replaces Docker's default profile.
+            security_opt=["no-new-privileges:true", "seccomp=" + _seccomp.profile_text()],
             privileged=False,
             read_only=True,
             tmpfs={"/tmp": tmpfs_opts},
@@ -381,7 +386,7 @@ class DockerBackend:
         if device == "cuda":
             details["gpus"] = f"{self.gpus} ({'cdi' if self.cdi else 'nvidia driver'})"
         enforced = ["memory:cgroup-docker", "swap:cgroup-docker", "pids:cgroup-docker", "cpu:cgroup-docker",
-                    "fsize:rlimit", "nofile:rlimit", "wall:kill", "output:cap", "tmpfs:size"]
+                    "fsize:rlimit", "nofile:rlimit", "wall:kill", "output:cap", "tmpfs:size", _seccomp.LABEL]
         out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
         container: str | None = None
         sock: socket.socket | None = None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import sandbox._seccomp as _seccomp
 import sandbox.docker_backend as dockmod
 from sandbox import Limits, Mount, SandboxError, get_backend
 from sandbox.api import BackendUnavailable
@@ -87,7 +88,7 @@ def test_capabilities_empty_no_new_privs_seccomp(docker):
     for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
         assert int(seen[caps], 16) == 0, (caps, seen)
     assert seen["NoNewPrivs"] == "1"
-    assert seen["Seccomp"] == "2"  # a seccomp filter is in force (Docker's default profile)
+    assert seen["Seccomp"] == "2"  # a seccomp filter is in force (sandbox/seccomp.json; test_sandbox_seccomp.py)
 
 
 def test_user_is_not_root(docker):
@@ -294,7 +295,8 @@ def test_hardening_config():
                                                    device="cpu", image="img", stdin=True, labels={})
     assert host["network_mode"] == "none" and create["network_disabled"]
     assert host["cap_drop"] == ["ALL"] and host["privileged"] is False and host["read_only"] is True
-    assert host["security_opt"] == ["no-new-privileges:true"]
+    assert host["security_opt"] == ["no-new-privileges:true", "seccomp=" + _seccomp.profile_text()]
+    assert json.loads(host["security_opt"][1].split("=", 1)[1]) == json.loads(_seccomp.PROFILE_PATH.read_text())
     assert host["mem_limit"] == host["memswap_limit"] == 512 << 20 and host["shm_size"] == 512 << 20
     assert host["pids_limit"] == 99 and host["nano_cpus"] == 2_000_000_000 and host["init"] is True
     assert host["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=512m,mode=1777"}
