@@ -192,7 +192,13 @@ def test_candidate_code_cannot_read_the_runners_memory_in_docker(docker):
     finally:
         os.environ.pop("MLGRADE_HOME", None)
     assert report["environment"]["details"]["image_id"].startswith("sha256:")
-    assert report["score"]["percent"] == 100.0, [r for c in report["checks"] for r in c["reasons"]]
+    # mean() is right only when /proc/<runner>/mem was refused; the static scan voids the score
+    # for trying (the verdicts it reported are kept in the message)
+    void = "void (verdict tampering); reported "
+    reported = {t["message"][len(void):].split(":")[0] if t["message"].startswith(void) else t["outcome"]
+                for c in report["checks"] for t in c["tests"]}
+    assert reported == {"passed"}, report["checks"]
+    assert report["integrity"]["tampering"] is True
 
 
 # -- life cycle ------------------------------------------------------------------------------
