@@ -98,7 +98,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise BadInput(f"--out {args.out}: exists and is not a folder")
     report = _grader(args.backend).grade(exercise, Path(args.submission), device=args.device, seed=args.seed)
     if args.view == "candidate":
-        report = candidate_view(report)
+        from .scrub import HiddenText
+        report = candidate_view(report, HiddenText.from_exercise(exercise))
         validate_report(report)
     if args.out:
         write_reports(report, Path(args.out), to_markdown(report))

@@ -11,6 +11,8 @@ from jsonschema import Draft202012Validator
 from rich.console import Console
 from rich.table import Table
 
+from .scrub import HiddenText, scrub_view
+
 SCHEMA_ID = "mlgrade.report/1"
 UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
 HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
@@ -27,8 +29,17 @@ def validate_report(report: dict[str, Any]) -> None:
     _validator().validate(report)
 
 
-def candidate_view(report: dict[str, Any]) -> dict[str, Any]:
-    """The report a candidate may see: hidden test names, messages and run output removed."""
+def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> dict[str, Any]:
+    """The report a candidate may see: hidden tests' names and messages and the run's output removed,
+    and every string candidate code could have influenced (public tests' messages, the run's part of
+    reason lines, warnings, flags, latency methods, kernel names, version strings) passed through
+    `grader.scrub.scrub` against `hidden` (the exercise's hidden material, `HiddenText.from_exercise`;
+    None: only capped and cleaned, and long encoded runs withheld); see `grader.scrub.scrub_view`."""
+    hidden = hidden if hidden is not None else HiddenText.empty()
+    secret_ids = [t["nodeid"] for c in report["checks"] if c["visibility"] == "hidden" and c["kind"] == "pytest"
+                  for t in c["tests"]]
+    if secret_ids:  # hidden tests' names and parameters are hidden material too
+        hidden = hidden.extended(secret_ids)
     view = copy.deepcopy(report)
     view["view"] = "candidate"
     for check in view["checks"]:
@@ -39,6 +50,8 @@ def candidate_view(report: dict[str, Any]) -> dict[str, Any]:
                                  f"hidden tests did not pass ({HIDDEN_NOTE})"] if failed else [])
     for key in ("stdout_tail", "stderr_tail"):
         view["run"].pop(key, None)
+    view.pop("integrity", None)  # grader view only (tampering evidence, scan findings)
+    scrub_view(view, hidden)
     return view
 
 

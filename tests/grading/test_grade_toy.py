@@ -252,3 +252,35 @@ def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader
     report = grader.grade(toy, TOY_SUBMISSIONS / "deep-tree")
     assert report["score"]["percent"] == 100.0
     assert set(Path(tempfile.gettempdir()).glob("mlgrade-run-*")) <= before
+
+
+def _strings(value) -> list[str]:
+    """Every string in a report (keys included), depth first."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
+def test_candidate_view_carries_no_hidden_text_back(toy) -> None:
+    """Issue 8: the submission reads the hidden tests at import and fails every test with the next stretch
+    of them as its message. The grader view shows them; the candidate view must not carry back any run of
+    20 characters of a hidden test or of the reference."""
+    if "bwrap" not in BACKENDS:
+        pytest.skip("bubblewrap is not available here")
+    from grader.scrub import WITHHELD_HIDDEN, HiddenText
+    report = Grader("bwrap").grade(toy, TOY_SUBMISSIONS / "leak-hidden")
+    hidden_files = sorted((toy.tests / "hidden").rglob("*.py")) + sorted(toy.reference.rglob("*.py"))
+    runs = {text[i:i + 20] for text in (p.read_text() for p in hidden_files) for i in range(len(text) - 19)}
+    grader_view = "\n".join(_strings(report))
+    assert sum(run in grader_view for run in runs) > 50  # the payload reached the grader's report
+    view = candidate_view(report, HiddenText.from_exercise(toy))
+    validate_report(view)
+    shown = json.dumps(view) + "\n".join(_strings(view))
+    assert [run for run in runs if run in shown] == []
+    public = next(c for c in view["checks"] if c["visibility"] == "public")
+    assert [t["message"] for t in public["tests"]] == [WITHHELD_HIDDEN] * 2
+    assert all(r.endswith(WITHHELD_HIDDEN) for r in public["reasons"] if "public/test_add.py::" in r)
