@@ -7,11 +7,14 @@ passes on its way into the candidate view (`grader.report.candidate_view`).
 
 What is hidden (`HiddenText.from_exercise`): every file under the exercise's tests/ that the
 candidate's kit does not contain (the kit, see `grader.cli.cmd_kit`, holds tests/public/,
-tests/conftest.py and the spec module), the reference solution and the calibration
-submissions (their code and comments; their string literals are left out, as a candidate's own
-error message, "world_size must be >= 1, got 0", too often matches one of them). The kit
-(starter, README.md, public tests, conftest, spec) is public: a run of text the kit also
-contains is not secret, so a public test's message that quotes shared code is not withheld.
+tests/conftest.py and the spec module), and the reference solution's code and comments (its
+string literals are left out: a candidate's own error message, "world_size must be >= 1, got
+0", too often matches one of them). The kit (starter, README.md, public tests, conftest, spec)
+is public: a run of text the kit also contains is not secret, so a public test's message that
+quotes shared code is not withheld. The calibration submissions are not indexed: they are
+written to look like candidate code (a timer-patching one matched the grader's own "replaced
+after the candidate's import: time.perf_counter, ..." flag), and like the reference they are
+never mounted where candidate code runs.
 
 How it is matched: text is folded (NFKC, common Cyrillic/Greek look-alikes to Latin, casefold,
 zero-width and bidi characters dropped) and compared twice, against two indexes of 64-bit
@@ -269,14 +272,14 @@ class HiddenText:
 
     @classmethod
     def from_exercise(cls, exercise: "Exercise") -> "HiddenText":
-        """The exercise's hidden tests and data, reference and calibrations; its kit is public."""
+        """The exercise's hidden tests and data and its reference; its kit is public."""
         kit = _files(exercise.starter) + _files(exercise.brief) + _files(exercise.tests / "public")
         kit += _files(exercise.tests / "conftest.py")  # shipped in the kit, like the spec (cli.cmd_kit)
         if exercise.manifest.spec:
             kit += _files(exercise.root / exercise.manifest.spec)
         shipped = {p.resolve() for p in kit}
         tests = [p for p in _files(exercise.tests) if p.resolve() not in shipped]
-        solutions = _files(exercise.reference) + _files(exercise.root / "calibration")
+        solutions = _files(exercise.reference)
         hidden, public, sources, total = [], [], [], 0
         for paths, texts in ((tests, hidden), (solutions, hidden), (kit, public)):
             for path in paths:

@@ -44,20 +44,27 @@ ORDINARY = [
     "ValueError: cannot collate an empty batch",
     "TypeError: token ids must be integers, got torch.float32",
     "FileNotFoundError: /mlgrade/submission/some/very/long/path/without/any/dots/in/it/whatsoever/at/all",
+    # grader flags that name what candidate code patched (a calibration does the same; it is not indexed)
+    "replaced after the candidate's import: time.monotonic, time.perf_counter, time.perf_counter_ns",
     "ShardedTokenDatasetWithAVeryLongCamelCaseNameThatGoesOnAndOnForeverAndEverAndEver",
     "sample ids: " + ", ".join(str(n) for n in random.Random(0).sample(range(150000), 35)),
     "0" * 120,
 ]
 
 
-@pytest.fixture(scope="module")
-def data_loader():
-    previous = os.environ.pop("MLGRADE_HOME", None)  # the bundled exercises
+def _bundled(name: str):
+    """A bundled exercise (exercises/<name>), whatever MLGRADE_HOME says."""
+    previous = os.environ.pop("MLGRADE_HOME", None)
     try:
-        yield load_exercise("data-loader")
+        return load_exercise(name)
     finally:
         if previous is not None:
             os.environ["MLGRADE_HOME"] = previous
+
+
+@pytest.fixture(scope="module")
+def data_loader():
+    return _bundled("data-loader")
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +83,13 @@ def _hidden_chunks(exercise, size: int = 200) -> list[str]:
 
 # -- what is hidden ----------------------------------------------------------------------
 
-def test_sources_are_hidden_tests_reference_and_calibrations_not_the_kit(data_loader, hidden) -> None:
+def test_sources_are_hidden_tests_and_reference_not_the_kit(data_loader, hidden) -> None:
     names = {os.path.relpath(s, data_loader.root.parent.parent) for s in hidden.sources}
-    assert {f"exercises/data-loader/tests/hidden/{p.name}" for p in (data_loader.tests / "hidden").glob("*.py")} <= names
-    assert {"reference/data-loader/loader.py", "reference/data-loader/collate.py"} <= names
-    assert any(n.startswith("exercises/data-loader/calibration/") for n in names)
-    assert not any("/public/" in n or n.endswith("conftest.py") or "/starter/" in n for n in names)
-    toy = HiddenText.from_exercise(load_fixture_exercise("toy"))
-    assert sorted(os.path.basename(s) for s in toy.sources) == ["calc.py", "calc.py", "test_add_edge.py", "test_mean.py"]
+    assert names == {f"exercises/data-loader/tests/hidden/{p.name}" for p in (data_loader.tests / "hidden").glob("*.py")} \
+        | {"reference/data-loader/loader.py", "reference/data-loader/collate.py"}
+    toy = load_fixture_exercise("toy")
+    assert sorted(os.path.relpath(s, toy.root.parent.parent) for s in HiddenText.from_exercise(toy).sources) == [
+        "exercises/toy/tests/hidden/test_add_edge.py", "exercises/toy/tests/hidden/test_mean.py", "reference/toy/calc.py"]
 
 
 def test_the_kit_is_public_so_its_text_passes(data_loader, hidden) -> None:
@@ -141,6 +147,21 @@ def test_ordinary_messages_pass_through(hidden) -> None:
     for message in ORDINARY:
         assert scrub(message, hidden) == message, message
         assert scrub(message, HiddenText.empty()) == message, message
+
+
+def test_grader_flags_about_candidate_code_pass_on_the_latency_exercise() -> None:
+    """The inference-latency exercise has no hidden test files: its reference is the hidden material. Flags
+    and messages about what a (timer-patching, say) submission did are not withheld."""
+    hidden = HiddenText.from_exercise(_bundled("inference-latency"))
+    assert [os.path.basename(s) for s in hidden.sources] == ["logits.py"]
+    for flag in ["replaced after the candidate's import: time.monotonic, time.perf_counter, time.perf_counter_ns, "
+                 "torch.cuda.Event.elapsed_time, triton.testing.do_bench",
+                 "b16-v32000-f32-h1024-bench: timed call 3 returned a wrong output: returned a tensor on cpu, not on "
+                 "the inputs' device (cuda)",
+                 "the candidate's module failed to import: ModuleNotFoundError: No module named 'triton'"]:
+        assert scrub(flag, hidden) == flag
+    reference = open(hidden.sources[0]).read()
+    assert scrub(reference[4000:4300], hidden) == WITHHELD_HIDDEN
 
 
 def test_cap_ellipsis_and_control_characters() -> None:
