@@ -47,6 +47,8 @@ Not covered (the cap, a few hundred characters per string, bounds what these can
   filler characters interleaved with the text, paraphrase;
 - numbers: durations, timings, modelled figures and pass/fail patterns are chosen by candidate
   code and can carry a few bytes per test; they are not touched;
+- withholding itself answers a question: a submission can print guesses and learn from which
+  strings are withheld whether they match hidden text (a bit per string per grading);
 - binary hidden files (not text) are not indexed.
 """
 from __future__ import annotations
