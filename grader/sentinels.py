@@ -21,8 +21,10 @@ import ast
 import copy
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from .results import TestResult
 
 PER_GRADING = 4  # sentinels planted per grading (at most one per module while modules last)
 
@@ -43,6 +45,18 @@ class Planted:
     tests: Path  # the copy of the tests folder, with sentinels, to mount instead of the original
     nodeids: tuple[str, ...]  # every node id to run, real and sentinel, in file order
     sentinels: frozenset[str]
+    renamed: dict[str, str] = field(default_factory=dict)  # real node id -> the id it runs under
+
+    def real(self, results: dict[str, TestResult]) -> dict[str, TestResult]:
+        """results keyed by the real node ids (a renamed test's result under its real name)."""
+        out = {}
+        for nodeid, ran_as in self.renamed.items():
+            if ran_as in results:
+                out[nodeid] = replace(results[ran_as], nodeid=nodeid)
+        for nodeid, result in results.items():
+            if nodeid not in self.sentinels and nodeid not in self.renamed.values():
+                out.setdefault(nodeid, result)
+        return out
 
 
 def _split(nodeid: str) -> tuple[str, str, str] | None:
@@ -102,9 +116,24 @@ def _mechanisms_used(source: str) -> list[str]:
     return [m for m, (marker, _) in _MECHANISMS.items() if marker in source]
 
 
+def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        return body[1:]
+    return body
+
+
+def _param(nodeid: str) -> str:
+    return _split(nodeid)[2]  # type: ignore[index]
+
+
 def plant(tests: Path, dest: Path, expected: list[str], rng: random.Random,
           count: int = PER_GRADING) -> Planted:
-    """Copy tests to dest with `count` sentinels planted; expected is the real node ids, in run order."""
+    """Copy tests to dest with sentinels planted; expected is the real node ids, in run order.
+
+    Every module-level test function that cannot return early is swapped: it runs under a new
+    name, and a sentinel takes its real name, so that the names a candidate can know (the kit's
+    public tests, or hidden ones that leaked) are all sentinels. `count` more sentinels get new
+    names of their own. Comparison mechanisms rotate across the sentinels."""
     shutil.copytree(tests, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     by_file: dict[str, dict[str, list[str]]] = {}
     for nodeid in expected:
@@ -118,41 +147,57 @@ def plant(tests: Path, dest: Path, expected: list[str], rng: random.Random,
             trees[rel] = ast.parse(module.read_text(encoding="utf-8"))
         except (SyntaxError, ValueError, UnicodeDecodeError):
             continue  # an exercise test that does not parse is reported by collection, not here
-    eligible = {f: fns for f, fns in by_file.items() if f in trees}
-    sources = "\n".join(ast.unparse(t) for t in trees.values())
-    mechanisms = _mechanisms_used(sources)
+    mechanisms = _mechanisms_used("\n".join(ast.unparse(t) for t in trees.values())) or ["assert"]
     rng.shuffle(mechanisms)
-    files = rng.sample(sorted(eligible), min(count, len(eligible))) if eligible else []
-    while eligible and len(files) < count:  # more sentinels than modules: some modules get two
-        files.append(rng.choice(sorted(eligible)))
-    clones: dict[str, list[str]] = {}  # original node id of a function's last param -> sentinel ids
+    turn = iter(range(1 << 30))
+
+    def sentinel(function: ast.FunctionDef, name: str, tree: ast.Module) -> ast.FunctionDef:
+        clone = copy.deepcopy(function)
+        clone.name = name
+        clone.body = _without_docstring(clone.body) + _failing_comparison(
+            mechanisms[next(turn) % len(mechanisms)], rng, _imported(tree))
+        return clone
+
+    renamed: dict[str, str] = {}
+    extra: dict[str, list[str]] = {}  # real node id -> node ids to run right after it
     sentinels: set[str] = set()
-    for index, rel in enumerate(files):
-        tree = trees[rel]
-        functions = {node.name: node for node in tree.body
-                     if isinstance(node, ast.FunctionDef) and node.name in eligible[rel] and not _leaves_early(node)}
-        if not functions:
-            continue
-        original = functions[rng.choice(sorted(functions))]
+    swappable: list[tuple[str, str]] = []
+    moved: dict[tuple[str, str], ast.FunctionDef] = {}  # (file, real name) -> the real test, renamed
+    for rel, tree in trees.items():
+        functions = by_file.get(rel, {})
         taken = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-        clone = copy.deepcopy(original)
-        clone.name = _new_name(taken, _words(sorted(functions)), rng)
-        body = clone.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-            body = body[1:]  # the clone does not repeat its original's docstring
-        clone.body = body + _failing_comparison(
-            mechanisms[index % len(mechanisms)] if mechanisms else "assert", rng, _imported(tree))
-        tree.body.insert(tree.body.index(original) + 1, clone)
-        ids = [f"{rel}::{clone.name}{_split(n)[2]}" for n in eligible[rel][original.name]]  # type: ignore[index]
-        clones.setdefault(eligible[rel][original.name][-1], []).extend(ids)
+        words = _words(sorted(functions))
+        for node in list(tree.body):
+            if not (isinstance(node, ast.FunctionDef) and node.name in functions and not _leaves_early(node)):
+                continue
+            swappable.append((rel, node.name))
+            moved[(rel, node.name)] = node
+            real_name = node.name
+            node.name = _new_name(taken, words, rng)
+            taken.add(node.name)
+            decoy = sentinel(node, real_name, tree)
+            position = tree.body.index(node) + rng.randint(0, 1)  # the decoy before or after, at random
+            tree.body.insert(position, decoy)
+            for nodeid in functions[real_name]:
+                ran_as = f"{rel}::{node.name}{_param(nodeid)}"
+                renamed[nodeid] = ran_as
+                extra[nodeid] = [ran_as, nodeid] if position > tree.body.index(node) else [nodeid, ran_as]
+                sentinels.add(nodeid)
+    for rel, name in rng.sample(swappable, min(count, len(swappable))):
+        tree, real = trees[rel], moved[(rel, name)]
+        taken = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+        clone = sentinel(real, _new_name(taken, _words(sorted(by_file[rel])), rng), tree)
+        tree.body.insert(tree.body.index(real) + 1, clone)
+        last = by_file[rel][name][-1]
+        ids = [f"{rel}::{clone.name}{_param(n)}" for n in by_file[rel][name]]
+        extra[last] = extra[last] + ids
         sentinels.update(ids)
     for rel, tree in trees.items():  # every module re-rendered, planted or not, so none stands out
         (dest / rel).write_text(ast.unparse(ast.fix_missing_locations(tree)) + "\n", encoding="utf-8")
     nodeids: list[str] = []
     for nodeid in expected:
-        nodeids.append(nodeid)
-        nodeids.extend(clones.get(nodeid, []))
-    return Planted(dest, tuple(nodeids), frozenset(sentinels))
+        nodeids.extend(extra.get(nodeid, [nodeid]))
+    return Planted(dest, tuple(nodeids), frozenset(sentinels), renamed)
 
 
 def tripped(planted: Planted, outcomes: dict[str, str]) -> list[str]:

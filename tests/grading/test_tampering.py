@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from grader.pipeline import Grader
+from grader.results import TestResult
 from grader.report import validate_report
 from grader.sentinels import plant, tripped
 from sandbox import available_backends
@@ -85,7 +86,7 @@ def test_import_hang_costs_seconds_not_the_wall_clock(grader: Grader, toy) -> No
         messages = {t["message"] for c in report["checks"] for t in c["tests"]}
         assert messages == {"not run: collecting the tests (which imports the submission) did not finish within 8 s"}
         run = report["run"]["runs"][0]
-        assert not run["timed_out"] and run["wall_s"] < 30, run  # toy: 4 s per test, 60 s wall
+        assert not run["timed_out"], run  # ended by the 8 s collection timeout, not by the 60 s wall clock
 
 
 def test_deleted_results_file_is_graded_not_infrastructure(grader: Grader, toy) -> None:
@@ -95,18 +96,25 @@ def test_deleted_results_file_is_graded_not_infrastructure(grader: Grader, toy) 
     assert set(_reported(report).values()) == {"missing"}
 
 
-def test_sentinels_are_planted_among_real_tests(tmp_path: Path) -> None:
+def test_sentinels_take_the_real_names_and_real_tests_run_under_new_ones(tmp_path: Path) -> None:
     toy = load_fixture_exercise("toy")
     expected = ["public/test_add.py::test_add_small", "public/test_add.py::test_add_zero",
                 "hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]", "hidden/test_add_edge.py::test_add_edge[-4-1--3]",
                 "hidden/test_add_edge.py::test_add_edge[0.25-0.5-0.75]",
                 "hidden/test_mean.py::test_mean_ints", "hidden/test_mean.py::test_mean_single"]
-    planted = plant(toy.tests, tmp_path / "tests", expected, random.Random(3), count=4)
-    assert len(planted.sentinels) >= 4 and planted.sentinels.isdisjoint(expected)
-    assert [n for n in planted.nodeids if n not in planted.sentinels] == expected
-    for nodeid in planted.sentinels:  # each sits in a module of the suite, named like its neighbours
+    planted = plant(toy.tests, tmp_path / "tests", expected, random.Random(3), count=2)
+    # Every known name is a sentinel; each real test runs under a new name; two more sentinels have new names.
+    assert set(expected) <= planted.sentinels and set(planted.renamed) == set(expected)
+    assert len(planted.sentinels) == len(expected) + len([n for n in planted.sentinels if n not in expected])
+    assert len(planted.sentinels) - len(expected) >= 2
+    assert set(planted.nodeids) == set(expected) | set(planted.renamed.values()) | planted.sentinels
+    assert not set(planted.renamed.values()) & planted.sentinels
+    for nodeid in planted.nodeids:  # each one is defined in its module, named like its neighbours
         path, _, name = nodeid.partition("::")
-        assert (tmp_path / "tests" / path).is_file() and name.startswith("test_")
-        assert f"def {name.split('[')[0]}(" in (tmp_path / "tests" / path).read_text()
-    assert tripped(planted, {n: "failed" for n in planted.sentinels}) == []
-    assert len(tripped(planted, {n: "passed" for n in planted.sentinels})) == len(planted.sentinels)
+        assert name.startswith("test_") and f"def {name.split('[')[0]}(" in (tmp_path / "tests" / path).read_text()
+    results = {n: TestResult(n, "failed" if n in planted.sentinels else "passed", 0.1, "") for n in planted.nodeids}
+    real = planted.real(results)
+    assert set(real) == set(expected) and {r.outcome for r in real.values()} == {"passed"}
+    assert all(r.nodeid == n for n, r in real.items())
+    assert tripped(planted, {n: r.outcome for n, r in results.items()}) == []
+    assert len(tripped(planted, {n: "passed" for n in planted.nodeids})) == len(planted.sentinels)
