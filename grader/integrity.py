@@ -20,12 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .report import TAMPERING_WARNING as WARNING
 from .results import TestResult
 from .scoring import CheckScore
 
 VOID_REASON = ("verdict tampering: this check's verdicts came from the candidate's process, "
                "which tampered with them; they are void")
-WARNING = "VERDICT TAMPERING"
 MAX_EVIDENCE = 40
 
 

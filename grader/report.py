@@ -15,6 +15,9 @@ from .scrub import HiddenText, scrub_view
 
 SCHEMA_ID = "mlgrade.report/1"
 UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
+TAMPERING_WARNING = "VERDICT TAMPERING"  # grader/integrity.py starts its warning with this
+TAMPERING_NOTE = (f"{TAMPERING_WARNING}: the verdicts reported from the submission's process were void; "
+                  "a grader will review the submission")
 HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
 
 
@@ -51,6 +54,8 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     for key in ("stdout_tail", "stderr_tail"):
         view["run"].pop(key, None)
     view.pop("integrity", None)  # grader view only (tampering evidence, scan findings)
+    # The evidence names sentinels and scan rules: the candidate learns only that verdicts were void.
+    view["warnings"] = [TAMPERING_NOTE if w.startswith(TAMPERING_WARNING) else w for w in view["warnings"]]
     scrub_view(view, hidden)
     return view
 

@@ -17,6 +17,7 @@ from grader.errors import BadInput
 from grader.exercises import load_exercise
 from grader.pipeline import Grader
 from grader.report import candidate_view, validate_report
+from grader.scoring import MISSING
 from sandbox import available_backends
 from tests.conftest import load_fixture_exercise, TOY_HOME, TOY_SUBMISSIONS
 
@@ -35,6 +36,13 @@ def toy():
 
 def _outcomes(report: dict) -> dict[str, str]:
     return {t["nodeid"]: t["outcome"] for c in report["checks"] for t in c["tests"]}
+
+
+def _reported(report: dict) -> dict[str, str]:
+    """What each test reported, also where the verdicts were void for tampering (the message keeps it)."""
+    prefix = "void (verdict tampering); reported "
+    return {t["nodeid"]: t["message"][len(prefix):].split(":")[0] if t["message"].startswith(prefix) else t["outcome"]
+            for c in report["checks"] for t in c["tests"]}
 
 
 def test_reference_scores_full_marks_and_report_is_valid(grader: Grader, toy) -> None:
@@ -67,8 +75,7 @@ def test_infinite_loop_costs_only_its_tests(grader: Grader, toy) -> None:
     assert {outcomes[n] for n in outcomes if "mean" in n} == {"timeout"}
     assert {outcomes[n] for n in outcomes if "add" in n} == {"passed"}
     assert report["score"]["percent"] == 50.0
-    assert not report["run"]["timed_out"]
-    assert report["run"]["wall_s"] < 30
+    assert not report["run"]["timed_out"]  # ended by the per-test timeouts, not by the 60 s wall clock
 
 
 def test_os_exit_in_a_test_costs_only_that_test(grader: Grader, toy) -> None:
@@ -87,22 +94,27 @@ def test_exit_at_import_fails_every_test(grader: Grader, toy) -> None:
 
 def test_candidate_conftest_ini_and_pytest_module_are_ignored(grader: Grader, toy) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / "conftest-cheat")
-    outcomes = _outcomes(report)
-    assert {outcomes[n] for n in outcomes if "mean" in n} == {"failed"}
-    assert report["score"]["percent"] == 50.0
+    outcomes = _reported(report)
+    assert {outcomes[n] for n in outcomes if "mean" in n} == {"failed"}  # the conftest did not run
+    assert report["integrity"]["tampering"] is True  # and the static scan names it
+    assert any(e.startswith("static scan: conftest.py:") for e in report["integrity"]["evidence"])
 
 
-def test_results_forged_by_candidate_code_are_ignored(grader: Grader, toy) -> None:
+def test_results_forged_by_candidate_code_are_void(grader: Grader, toy) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / "forge")
-    assert {o for n, o in _outcomes(report).items() if "mean" in n} == {"failed"}
-    assert report["score"]["percent"] == 50.0
+    messages = {t["message"] for c in report["checks"] for t in c["tests"] if "mean" in t["nodeid"]}
+    assert messages and all(m.startswith("void (verdict tampering); reported failed") for m in messages)
+    assert report["score"]["percent"] == 0.0  # was 50% without the forged lines: forging never pays
+    assert report["integrity"]["tampering"] is True
+    assert any("not signed by the test runner" in e for e in report["integrity"]["evidence"])
     assert any("not signed by the test runner" in w for w in report["warnings"])
 
 
 def test_killing_the_runner_after_forging_earns_nothing(grader: Grader, toy) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / "kill-runner")
     assert report["score"]["percent"] == 0.0
-    assert set(_outcomes(report).values()) == {"missing"}
+    assert {t["message"] for c in report["checks"] for t in c["tests"]} == {
+        f"void (verdict tampering); reported missing: {MISSING}"}
     assert any("not signed" in w for w in report["warnings"])
 
 
@@ -221,7 +233,9 @@ def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:
     if "bwrap" not in BACKENDS:
         pytest.skip("bubblewrap is not available here")
     report = Grader("bwrap").grade(toy, TOY_SUBMISSIONS / "read-runner-memory")
-    assert report["score"]["percent"] == 100.0, [r for c in report["checks"] for r in c["reasons"]]
+    # mean() is right only when /proc/<runner>/mem was refused (the scan voids the score for trying)
+    assert set(_reported(report).values()) == {"passed"}, report["checks"]
+    assert report["integrity"]["tampering"] is True
 
 
 def test_wall_clock_limit_ends_the_grading_and_unreported_tests_fail(tmp_path: Path) -> None:
@@ -250,7 +264,7 @@ def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader
     import tempfile
     before = set(Path(tempfile.gettempdir()).glob("mlgrade-run-*"))
     report = grader.grade(toy, TOY_SUBMISSIONS / "deep-tree")
-    assert report["score"]["percent"] == 100.0
+    assert set(_reported(report).values()) == {"passed"}  # graded (then void: it reaches for MLGRADE_OUT)
     assert set(Path(tempfile.gettempdir()).glob("mlgrade-run-*")) <= before
 
 

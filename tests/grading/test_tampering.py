@@ -118,3 +118,13 @@ def test_sentinels_take_the_real_names_and_real_tests_run_under_new_ones(tmp_pat
     assert all(r.nodeid == n for n, r in real.items())
     assert tripped(planted, {n: r.outcome for n, r in results.items()}) == []
     assert len(tripped(planted, {n: "passed" for n in planted.nodeids})) == len(planted.sentinels)
+
+
+def test_candidate_view_says_void_without_naming_the_evidence(grader: Grader, toy) -> None:
+    from grader.report import TAMPERING_NOTE, candidate_view
+    from grader.scrub import HiddenText
+    report = grader.grade(toy, TOY_SUBMISSIONS / "forge-events")
+    view = candidate_view(report, HiddenText.from_exercise(toy))
+    validate_report(view)
+    assert "integrity" not in view and view["warnings"][0] == TAMPERING_NOTE
+    assert "sentinel" not in str(view) and "sentinel" in str(report)
