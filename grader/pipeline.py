@@ -45,6 +45,7 @@ COLLECT_WALL_S = 180.0
 LATENCY_MIN_WALL_S = 120.0
 LATENCY_WALL_FACTOR = 4.0
 COLLECT_TIMEOUT_FACTOR = 2.0  # collecting (importing the submission) may take this many per-test timeouts
+COLLECTION_HUNG = "not run: collecting the tests (which imports the submission) did not finish"  # runner.py
 STARTED_MARKER = "mlgrade-harness: started"  # printed by runner.py and probe.py before any candidate code
 
 
@@ -252,6 +253,9 @@ class Grader:
         grading.integrity.add(run_evidence(tripped(planted, {n: t.outcome for n, t in results.tests.items()}),
                                            results.anomalies, results.unauthenticated_lines))
         results.tests = planted.real(results.tests)  # renamed tests' results under their real names
+        hung = next((t.message for t in results.tests.values() if t.message.startswith(COLLECTION_HUNG)), None)
+        if hung:  # the probes of later checks import the same code: they are judged without a run
+            grading.import_hung = hung.removeprefix("not run: ")
         grading.warnings += self._result_warnings(expected, results, planted.sentinels)
         for check in checks:
             if check.kind == "pytest":
@@ -269,9 +273,17 @@ class Grader:
         device = "cuda" if check.mode == "cuda" else "cpu"
         config = outputs_check.probe_config(check, spec, self._spec_path(exercise), device)
         env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
+        config["import_timeout"] = exercise.manifest.limits.test_timeout_s
+        if grading.import_hung:  # it would hang again: judged without a run
+            hung = ProbeOutput(lines=[{"event": "started"}, {"event": "import_error", "message": grading.import_hung}])
+            grading.scores[check.id] = outputs_check.judge_outputs(check, spec, hung, workspace, device)
+            return
         self.progress(f"{label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
         def judge(probe: ProbeOutput, out: Path) -> CheckScore:
             grading.note_env(probe.first("env") or {})
+            error = probe.first("import_error") or {}
+            if error.get("hung") is True:
+                grading.import_hung = str(error.get("message", ""))[:300]
             return outputs_check.judge_outputs(check, spec, probe, out, device)
 
         run, score = self._probe(exercise, workspace, config, device, grading.seed, judge, env)
@@ -445,6 +457,7 @@ class _Grading:
     complete: bool = True
     malformed: int = 0
     integrity: Integrity = field(default_factory=Integrity)
+    import_hung: str | None = None  # why the submission's import never finished, once a run saw it
 
     def add_run(self, what: str, run: RunResult) -> None:
         self.runs.append((what, run))

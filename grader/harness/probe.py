@@ -23,6 +23,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -127,6 +128,25 @@ def load_entry(entry: str, submission: str) -> tuple[Any, str]:
     if submission not in sys.path:
         sys.path.insert(0, submission)
     return importlib.import_module(module_name), function
+
+
+IMPORT_HUNG = "importing the submission did not finish within"
+
+
+def _import_watchdog(out: "Output", seconds: float) -> threading.Timer | None:
+    """A timer that reports an import still running after `seconds` and ends the process: an import that
+    loops or forks without end costs that long, not the run's wall clock. None when seconds is 0."""
+    if seconds <= 0:
+        return None
+
+    def fire() -> None:
+        out.line(event="import_error", message=f"{IMPORT_HUNG} {seconds:g} s", hung=True)
+        os._exit(0)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 class Output:
@@ -353,11 +373,15 @@ def main() -> int:
     out.line(event="env", python=sys.version.split()[0], torch=torch.__version__,
              triton=getattr(sys.modules.get("triton"), "__version__", None))
     entries = config.get("entries") or [config["entry"]]  # model mode: the first one defined is used
+    watchdog = _import_watchdog(out, float(config.get("import_timeout", 0)))
     try:
         module, _ = load_entry(entries[0], os.environ["MLGRADE_SUBMISSION"])
     except BaseException as exc:  # an import that fails or exits is the candidate's verdict
         out.line(event="import_error", message=_error_text(exc))
         return 0
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     found = [(entry, getattr(sys.modules.get(entry.partition(":")[0]), entry.partition(":")[2], None))
              for entry in entries]
     entry, fn = next(((e, f) for e, f in found if callable(f)), (entries[0], None))

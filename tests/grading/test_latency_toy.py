@@ -125,3 +125,11 @@ def test_a_clean_run_too_noisy_to_measure_is_an_infrastructure_failure(exercise)
 
 def _check_model(exercise):
     return next(c for c in exercise.manifest.checks if c.kind == "latency")
+
+
+def test_an_import_that_never_finishes_costs_the_import_timeout_not_the_wall_clock(grader: Grader, exercise) -> None:
+    report = grader.grade(exercise, SUBMISSIONS / "import-hang")
+    correct = _check(report, "correct")
+    assert correct["points"] == 0
+    assert {t["message"] for t in correct["tests"]} == {"import failed: importing the submission did not finish within 10 s"}
+    assert [r["timed_out"] for r in report["run"]["runs"]] == [False]  # ended by the watchdog; latency never ran
