@@ -232,7 +232,10 @@ def test_interrupted_run_removes_its_container(docker, token, signum):
     try:
         wait_for_container(helper.pid)
         helper.send_signal(signum)
-        assert helper.wait(timeout=30) == 130
+        # 130 proves the interrupt was handled (a run left alone ends at its 120 s wall clock with
+        # exit 0); how long the engine takes to kill and remove the container on a loaded machine
+        # is not what is tested, so the wait is bounded by that wall clock, not by a guess.
+        assert helper.wait(timeout=110) == 130
     finally:
         helper.kill()
         helper.wait()
@@ -261,8 +264,13 @@ def test_sigkilled_grading_is_swept_by_the_next_mlgrade_command(docker, tmp_path
     env = dict(os.environ, MLGRADE_HOME=str(TOY_HOME))
     grade = [sys.executable, "-m", "grader", "grade", "toy"]
     cli = subprocess.Popen([*grade, str(TOY_SUBMISSIONS / "hang"), "--backend", "docker"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
+        # Not the short collect container, which its grader may already have removed by the time the
+        # kill lands: the test run's, which the hanging tests keep busy for many seconds.
+        for line in cli.stderr:  # type: ignore[union-attr]
+            if "running" in line and "tests" in line:
+                break
         wait_for_container(cli.pid)
     finally:
         cli.kill()  # SIGKILL: no finally runs in the grader
