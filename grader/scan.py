@@ -33,8 +33,8 @@ whose target resolves to the named owner.
 Rules (T = tamper, R = review):
 - pytest-internals: T import of _pytest; T strings naming _pytest, call_and_report, runtestprotocol, pytest_runtest_*, pytest_collection*, pluginmanager; T use of `.pluginmanager`; T patch of pytest/_pytest/pluggy (A); T `.force_result()`/`.force_exception()` and setting `.outcome`/`.longrepr` in a pytest_* function (A); T shipping pytest.py, _pytest, pluggy; R hook definitions (pytest_*), pytest_plugins, import of pluggy, strings PYTEST_CURRENT_TEST / TestReport / CallInfo, pytest.skip/xfail/fail/exit outside test files.
 - comparison-patch: T patch of a comparison or assertion (torch.equal/allclose/isclose/eq, torch.testing.*, numpy.testing.*, numpy.array_equal/allclose, math.isclose, operator.eq, Tensor/ndarray __eq__ and friends, unittest assert*, pytest.approx) (A, but monkeypatch/mock in lenient files is R).
-- events-channel: T (A) mlgrade_plugin (import, string, patch, a shipped mlgrade_plugin.py), MLGRADE_EVENTS / MLGRADE_OUT / /mlgrade/out strings, patch of a harness module (runner, probe, cpu_timing, gpu_timing, kernel_trace) the submission does not ship; R import of such a harness module.
-- hidden-tests: T (A) strings /mlgrade/tests, tests/hidden, hidden/test_.
+- events-channel: T (A) mlgrade_plugin (import, string, patch, a shipped mlgrade_plugin.py), MLGRADE_EVENTS / MLGRADE_OUT / /mlgrade/out strings, patch of a harness module (runner, probe, cpu_timing, gpu_timing, kernel_trace) the submission does not ship; T a forged event or result line: a dict (literal or dict(...)) with keys event+nodeid or nodeid+outcome, or JSON text with them; R import of such a harness module.
+- hidden-tests: T (A) strings /mlgrade/tests, tests/hidden, hidden/test_; T a path joined onto the working folder (os.getcwd(), Path.cwd(), or a name bound to it) that goes into hidden/ (or into reference/ from a parent of it); R open/listdir/glob of a relative path under hidden/.
 - grader-env: T (A) any other upper-case MLGRADE string or /mlgrade path; R a lower-case "mlgrade" in a code string; R any mlgrade/_pytest mention in comments, docstrings or non-Python files.
 - test-patch: T patch of a test module (test_*, *_test, conftest) or of the exercise's spec or baseline module.
 - clock-patch: T patch of time.*, timeit.*, torch.cuda.Event / synchronize, torch.utils.benchmark, triton.testing (do_bench), or any perf_counter/monotonic/elapsed_time attribute.
@@ -165,6 +165,8 @@ _MOCK_PATCH = {"unittest.mock.patch", "mock.patch"}
 _MOCK_OBJECT = {"unittest.mock.patch.object", "mock.patch.object"}
 _MOCK_DICT = {"unittest.mock.patch.dict", "mock.patch.dict"}
 _MOCK_MULTIPLE = {"unittest.mock.patch.multiple", "mock.patch.multiple"}
+_ITEM_CALLS = frozenset({"operator.setitem", "operator.delitem", "builtins.dict.__setitem__",
+                         "builtins.dict.__delitem__", "builtins.dict.setdefault"})
 _SETATTR_CALLS = {"builtins.setattr", "builtins.delattr", "builtins.object.__setattr__",
                   "builtins.object.__delattr__", "builtins.type.__setattr__", "builtins.type.__delattr__"}
 _CALL_QUALS = frozenset(
@@ -172,7 +174,10 @@ _CALL_QUALS = frozenset(
     | _FRAME_CALLS | _EXEC_CALLS | _IMPORT_CALLS | _DECODERS | _PROCESS_CALLS | _FS_CALLS
     | {"gc.get_objects", "gc.callbacks.append", "marshal.loads", "marshal.load", "types.CodeType",
        "types.FunctionType", "runpy.run_path", "runpy.run_module", "codecs.register", "zipimport.zipimporter",
-       "pytest.skip", "pytest.xfail", "pytest.exit", "pytest.fail", "pytest.importorskip"})
+       "pytest.skip", "pytest.xfail", "pytest.exit", "pytest.fail", "pytest.importorskip", "builtins.dict"}
+    | _ITEM_CALLS | {"os.path.join", "posixpath.join"})
+_EVENT_KEYS = frozenset({"event", "nodeid"})      # a line of the plugin's events file
+_RESULT_KEYS = frozenset({"nodeid", "outcome"})   # a line of the runner's results file
 _CALL_METHODS = frozenset(_MUTATING_METHODS | {"setattr", "delattr", "setitem", "delitem", "force_result",
                                                "force_exception", "replace"})
 _SCOPE_TYPES = {ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda}
@@ -181,11 +186,12 @@ _KEEP_TYPES = {
     ast.ExceptHandler, ast.For, ast.AsyncFor, ast.comprehension, ast.With, ast.AsyncWith, ast.Assign,
     ast.AnnAssign, ast.AugAssign, ast.NamedExpr, ast.Return, ast.Expr, ast.MatchAs, ast.MatchStar,
     ast.Delete, ast.Call, ast.Attribute, ast.BinOp, ast.JoinedStr, ast.Subscript, ast.Constant, ast.Name,
+    ast.Dict,
 }
 _VISIT_TYPES = {
     ast.Constant, ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete, ast.Call,
     ast.Attribute, ast.BinOp, ast.JoinedStr, ast.Subscript, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-    ast.Name,
+    ast.Name, ast.Dict,
 }
 _STRING_METHODS = {"join", "decode", "encode", "replace", "upper", "lower", "strip", "lstrip", "rstrip",
                    "swapcase", "casefold", "title", "capitalize", "format", "fromhex"}
@@ -216,6 +222,8 @@ _STRONG_TOKENS: list[tuple[re.Pattern[str], str, bool]] = [  # (pattern, rule, a
     (re.compile(r"mlgrade_plugin", re.I), "events-channel", True),
     (re.compile(r"MLGRADE_(?:EVENTS|OUT)(?![A-Z])|/mlgrade/out(?!\w)", re.I), "events-channel", True),
     (re.compile(r"/mlgrade/tests|(?<![\w])tests/hidden(?![\w])|(?<![\w])hidden/test_", re.I), "hidden-tests", True),
+    (re.compile(r"[\"']nodeid[\"']\s*:.*[\"'](?:outcome|event)[\"']\s*:|[\"'](?:outcome|event)[\"']\s*:.*[\"']nodeid[\"']\s*:"),
+     "events-channel", False),
     (re.compile(r"MLGRADE"), "grader-env", True),
     (re.compile(r"/mlgrade(?![\w-])", re.I), "grader-env", True),
     (re.compile(r"(?<![\w])_pytest(?![\w])"), "pytest-internals", False),
@@ -1087,6 +1095,10 @@ class _PyScan:
             for base in node.bases:
                 if self.resolve(base) & _FINDER_BASES:
                     self.report(node, "import-system", "review")
+        elif isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            if _EVENT_KEYS <= keys or _RESULT_KEYS <= keys:
+                self.report(node, "events-channel", "strict")  # a forged test event / result line
         elif isinstance(node, ast.Name) and "mlgrade" in node.id.lower():
             self.report(node, "events-channel" if "plugin" in node.id.lower() else "grader-env",
                         "always" if "mlgrade_plugin" in node.id.lower() else "review")
@@ -1130,6 +1142,8 @@ class _PyScan:
             text = _as_text(value) or ""
             if "/proc/" in text and re.search(r"/proc/[^/]*/mem\b", text):
                 self.report(node, "filesystem", "strict")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            self._check_cwd_join(node, node.left, [node.right])
         # f"/proc/{os.getppid()}/..." or "/proc/" + str(os.getppid()): the runner's /proc entry
         if isinstance(node, ast.JoinedStr):
             parts, rest = node.values, node.values
@@ -1141,6 +1155,54 @@ class _PyScan:
                 and any(_small(r, 50) and any(isinstance(n, ast.Call) and "os.getppid" in self.resolve(n.func)
                                               for n in ast.walk(r)) for r in rest):
             self.report(node, "filesystem", "strict")
+
+    def _cwd_depth(self, node: ast.AST, depth: int = 0) -> int | None:
+        """0 when node is the working folder (the mounted tests folder during a run), n for its
+        n-th parent, None when it is not derived from it."""
+        if depth > 20 or node is None:
+            return None
+        d = depth + 1
+        if isinstance(node, ast.Name):
+            value = self.const_values.get(node.id)
+            return self._cwd_depth(value, d) if value is not None else None
+        if isinstance(node, ast.Attribute) and node.attr == "parent":
+            inner = self._cwd_depth(node.value, d)
+            return inner + 1 if inner is not None else None
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "parents":
+            index = self.fold(node.slice)
+            inner = self._cwd_depth(node.value.value, d)
+            return inner + index + 1 if inner is not None and isinstance(index, int) and index >= 0 else None
+        if isinstance(node, ast.Call):
+            quals = self._call_quals(node)
+            if quals & {"os.getcwd", "os.getcwdb", "pathlib.Path.cwd", "pathlib.PosixPath.cwd"}:
+                return 0
+            if isinstance(node.func, ast.Attribute) and node.func.attr in ("resolve", "absolute", "expanduser"):
+                return self._cwd_depth(node.func.value, d)
+            if quals & {"os.path.abspath", "os.path.realpath", "pathlib.Path", "pathlib.PosixPath"} and node.args:
+                if self.fold(node.args[0]) in (".", "./"):
+                    return 0
+                return self._cwd_depth(node.args[0], d)
+            if "os.path.dirname" in quals and node.args:
+                inner = self._cwd_depth(node.args[0], d)
+                return inner + 1 if inner is not None else None
+        return None
+
+    def _check_cwd_join(self, node: ast.AST, base: ast.AST, parts: list[ast.AST]) -> None:
+        """Path.cwd() / "hidden" (the run's working folder is the mounted tests folder), or a
+        parent of it / "reference"."""
+        if not parts:
+            return
+        depth = self._cwd_depth(base)
+        if depth is None:
+            return
+        segments: list[str] = []
+        for part in parts:
+            value = self.fold(part)
+            if not isinstance(value, str):
+                break
+            segments += [s for s in value.split("/") if s not in ("", ".")]
+        if "hidden" in segments or (depth >= 1 and "reference" in segments):
+            self.report(node, "hidden-tests", "strict")
 
     # imports
 
@@ -1273,6 +1335,8 @@ class _PyScan:
                 return "builtins-patch", "review"
             return "builtins-patch", "strict"
         if top == "sys" and len(parts) == 1:
+            if attr is None:
+                return "library-patch", "review"  # setattr(sys, name, ...): mostly stdout/stderr redirection
             if name in _SYS_IMPORT_ATTRS:
                 return "import-system", "strict"
             if name in _SYS_TRACE_ATTRS:
@@ -1311,6 +1375,10 @@ class _PyScan:
             return False  # the common case: nothing below can match
 
         # setattr-like
+        if "builtins.dict" in quals:
+            keys = {k.arg for k in node.keywords if k.arg}
+            if _EVENT_KEYS <= keys or _RESULT_KEYS <= keys:
+                self.report(node, "events-channel", "strict")
         if quals & _SETATTR_CALLS:
             if args:
                 name = self.fold(args[1]) if len(args) > 1 else None
@@ -1321,6 +1389,14 @@ class _PyScan:
                     self._patch(node, owner, attr, via="direct")
         elif method in ("setattr", "delattr") and not quals & {"builtins.setattr", "builtins.delattr"}:
             self._monkeypatch(node)
+        elif quals & _ITEM_CALLS and len(args) >= 2:
+            # operator.setitem(sys.modules, k, v), dict.__setitem__(vars(torch), k, v), ...
+            deleting = any(q.endswith("delitem__") or q.endswith("delitem") for q in quals & _ITEM_CALLS)
+            if "sys.modules" in self.resolve(args[0]):
+                self._modules_write(node, args[1], args[2] if len(args) > 2 else None, deleting=deleting)
+            key = self.fold(args[1])
+            for owner in self._dict_owner(args[0], 0):
+                self._patch(node, owner, key if isinstance(key, str) else None, via="direct")
         elif method in ("setitem", "delitem") and args and "sys.modules" in self.resolve(args[0]):
             self._modules_write(node, args[1] if len(args) > 1 else None, args[2] if len(args) > 2 else None,
                                 deleting=method == "delitem", via="monkeypatch")
@@ -1394,8 +1470,12 @@ class _PyScan:
                 self.report(node, "process-exit", "strict")
 
         # files
+        if quals & {"os.path.join", "posixpath.join"} and len(args) >= 2:
+            self._check_cwd_join(node, args[0], args[1:])
         if quals & _FS_CALLS and args:
             path = self.fold(args[0])
+            if isinstance(path, str) and path.split("/")[0] == "hidden":
+                self.report(node, "hidden-tests", "review")  # relative to the working folder
             if isinstance(path, str) and path.startswith("/") and not path.startswith("/proc/") \
                     and not any(path == p or path.startswith(p + "/") for p in _FS_ALLOWED):
                 self.report(node, "filesystem", "review")

@@ -146,6 +146,13 @@ HOSTILE: list[tuple[str, dict[str, str], str]] = [
                                                      "sys.modules['mlgrade_plugin']._emit = print\n"},
      "events-channel"),
     ("pytest-ini", {"pytest.ini": "[pytest]\naddopts = -p no:mlgrade_plugin\n"}, "events-channel"),
+    ("forged-result-dict", {"calc.py": "import json\n"
+                                       "line = json.dumps({'event': 'result', 'nodeid': n, 'outcome': 'passed'})\n"},
+     "events-channel"),
+    ("forged-result-call", {"calc.py": "import json\nline = json.dumps(dict(nodeid=n, outcome='passed'))\n"},
+     "events-channel"),
+    ("forged-result-text", {"calc.py": "LINE = '{\"nodeid\": \"hidden/x.py::t\", \"outcome\": \"passed\"}'\n"},
+     "events-channel"),
     ("results-dir", {"calc.py": "import os\n"
                                 "out = os.environ.get('MLGRADE_OUT', '/mlgrade/out')\n"}, "events-channel"),
     # hidden tests
@@ -156,6 +163,10 @@ HOSTILE: list[tuple[str, dict[str, str], str]] = [
      "hidden-tests"),
     ("hidden-reversed", {"loader.py": "p = 'neddih/stset/edargml/'[::-1]\n"}, "hidden-tests"),
     ("hidden-nodeid", {"calc.py": "NODE = 'hidden/test_mean.py::test_mean_ints'\n"}, "hidden-tests"),
+    ("cwd-hidden", {"calc.py": "import os\nroot = os.path.join(os.getcwd(), 'hidden')\n"}, "hidden-tests"),
+    ("cwd-path-hidden", {"calc.py": "from pathlib import Path\n"
+                                    "_here = Path.cwd()\n"
+                                    "_roots = [_here / 'hidden', _here.parent.parent / 'reference']\n"}, "hidden-tests"),
     ("hidden-unparseable", {"loader.py": "x = '/mlgrade/tests/hidden'\ndef broken(:\n    pass\n"},
      "hidden-tests"),
     ("grader-path", {"loader.py": "from pathlib import Path\nsrc = Path('/mlgrade') / 'tests'\n"}, "grader-env"),
@@ -201,6 +212,11 @@ HOSTILE: list[tuple[str, dict[str, str], str]] = [
     ("modules-computed", {"loader.py": "import sys\nfor n in ['torch']:\n    sys.modules[n] = object()\n"},
      "import-system"),
     ("modules-del", {"loader.py": "import sys\ndel sys.modules['pytest']\n"}, "import-system"),
+    ("modules-operator", {"loader.py": "import operator, sys\noperator.setitem(sys.modules, 'torch', object())\n"},
+     "import-system"),
+    ("dict-setitem-vars", {"loader.py": "import torch\ndict.__setitem__(vars(torch), 'equal', print)\n"},
+     "comparison-patch"),
+    ("dunder-import-sys", {"loader.py": "__import__('sys').modules['torch'].equal = print\n"}, "comparison-patch"),
     ("sitecustomize", {"sitecustomize.py": "x = 1\n"}, "import-system"),
     # builtins
     ("builtins-isinstance", {"loader.py": "import builtins\nbuiltins.isinstance = lambda *a: True\n"},
@@ -400,6 +416,47 @@ def test_load_by_path(tmp_path):
     spec = importlib.util.spec_from_file_location("copy", tmp_path / "x.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["copy_of_loader"] = module
+'''}),
+    ("library-idioms", {"compat.py": '''\
+import ctypes
+import sys
+import types
+
+__spec__.submodule_search_locations = []
+sys.modules[__name__ + ".compat"] = types.ModuleType(__name__ + ".compat")
+lib = ctypes.CDLL(None)
+lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+
+
+def caller_module():
+    return sys._getframe(1).f_globals.get("__name__", "__main__")
+
+
+class Node:
+    def link(self, root, other):
+        next = root.left
+        other.next = next
+        next.prev = other
+        prev = next
+        prev.value = 1
+
+
+results = {"nodeid_count": 3, "outcome": "ok"}
+'''}),
+    ("hidden-states", {"probe.py": '''\
+import os
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "hidden"
+CWD_OUT = Path.cwd() / "runs" / "hidden_states"
+
+
+def dump(acts, name):
+    OUT.mkdir(exist_ok=True)
+    np.save(OUT / f"{name}.npy", acts)
+    np.save(os.path.join(os.path.dirname(__file__), "hidden", name), acts)
 '''}),
     ("misc-honest", {"util.py": '''\
 import base64
