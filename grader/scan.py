@@ -14,9 +14,14 @@ Triton kernels, torch.compile, the candidate's own pytest files) have no reason 
 "review" is unusual code that is shown to the grader and costs nothing.
 
 Lenient files: a candidate's own test files (test_*.py, *_test.py, conftest.py, or anything
-under a tests/ or test/ folder) are never loaded by the grader, so unless another scanned
-file imports them, their findings are review, except the "always" ones marked (A) below.
-monkeypatch.setattr / mock.patch in lenient files count as review too.
+under a tests/, test/ or testing/ folder) are never loaded by the grader, so unless another
+scanned file imports them, their findings are review, except the "always" ones marked (A)
+below. monkeypatch.setattr / mock.patch in lenient files count as review too (unless they
+target mlgrade_plugin or a harness module).
+
+This is a static, heuristic scan: it raises the cost of tampering and shows what it sees, but
+code that hides its target well enough (a module passed as a function argument, names built at
+run time from data) can get past it; the runner's other defences do not rely on it.
 
 Names are resolved through imports and aliases (import torch as T; from torch import testing
 as tt; x = sys.modules["torch"]; importlib.import_module(...); getattr(mod, "na" + "me")), and
