@@ -100,7 +100,14 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
             problems.append(f"{name}: {noisy}")
         result.scores[name] = reports[0]["score"]["percent"]
         graded[name] = reports
+        tampering = reports[0].get("integrity", {}).get("evidence", [])
+        deliberate = name in flagged_on_purpose and all(e.startswith("static scan") for e in tampering)
+        if tampering and not deliberate:  # an honest submission with evidence: sentinels or scan misfire
+            problems.append(f"{name}: verdict-tampering evidence: {tampering[0]}")
         return reports[0]
+
+    # A calibration that tampers on purpose says "flagged" in its flaw; its scan findings are expected.
+    flagged_on_purpose = {c.name for c in exercise.manifest.calibration if "flagged" in c.flaw}
 
     graded: dict[str, list[dict[str, Any]]] = {}
     reference = grade("reference", exercise.reference)

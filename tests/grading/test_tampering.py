@@ -128,3 +128,19 @@ def test_candidate_view_says_void_without_naming_the_evidence(grader: Grader, to
     validate_report(view)
     assert "integrity" not in view and view["warnings"][0] == TAMPERING_NOTE
     assert "sentinel" not in str(view) and "sentinel" in str(report)
+
+
+def test_validate_refuses_a_calibration_that_tampers_without_saying_so(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    home = tmp_path / "home"
+    shutil.copytree(TOY_HOME, home)
+    shutil.copytree(TOY_SUBMISSIONS / "forge-report", home / "exercises" / "toy" / "calibration" / "sneaky")
+    manifest = home / "exercises" / "toy" / "exercise.toml"
+    manifest.write_text(manifest.read_text() + '\n[[calibration]]\nname = "sneaky"\nband = [0, 100]\n'
+                        'flaw = "truncates floats"\n')
+    run = subprocess.run([sys.executable, "-m", "grader", "validate", "toy", "--backend", BACKENDS[0]],
+                         capture_output=True, text=True, env=dict(os.environ, MLGRADE_HOME=str(home)), timeout=300)
+    assert run.returncode == 1
+    assert "INVALID: sneaky: verdict-tampering evidence: " in run.stdout, run.stdout
