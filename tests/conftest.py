@@ -31,3 +31,10 @@ def load_fixture_exercise(name: str):
             os.environ.pop("MLGRADE_HOME", None)
         else:
             os.environ["MLGRADE_HOME"] = previous
+
+
+def reported_outcomes(report: dict) -> dict[str, str]:
+    """What each test reported, also where its verdict was void for tampering (the message keeps it)."""
+    prefix = "void (verdict tampering); reported "
+    return {t["nodeid"]: t["message"][len(prefix):].split(":")[0] if t["message"].startswith(prefix) else t["outcome"]
+            for c in report["checks"] for t in c["tests"]}

@@ -19,7 +19,7 @@ from grader.pipeline import Grader
 from grader.report import candidate_view, validate_report
 from grader.scoring import MISSING
 from sandbox import available_backends
-from tests.conftest import load_fixture_exercise, TOY_HOME, TOY_SUBMISSIONS
+from tests.conftest import load_fixture_exercise, reported_outcomes, TOY_HOME, TOY_SUBMISSIONS
 
 BACKENDS = [name for name, reason in available_backends().items() if reason is None or os.environ.get("CI") == "true"]
 
@@ -36,13 +36,6 @@ def toy():
 
 def _outcomes(report: dict) -> dict[str, str]:
     return {t["nodeid"]: t["outcome"] for c in report["checks"] for t in c["tests"]}
-
-
-def _reported(report: dict) -> dict[str, str]:
-    """What each test reported, also where the verdicts were void for tampering (the message keeps it)."""
-    prefix = "void (verdict tampering); reported "
-    return {t["nodeid"]: t["message"][len(prefix):].split(":")[0] if t["message"].startswith(prefix) else t["outcome"]
-            for c in report["checks"] for t in c["tests"]}
 
 
 def test_reference_scores_full_marks_and_report_is_valid(grader: Grader, toy) -> None:
@@ -94,7 +87,7 @@ def test_exit_at_import_fails_every_test(grader: Grader, toy) -> None:
 
 def test_candidate_conftest_ini_and_pytest_module_are_ignored(grader: Grader, toy) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / "conftest-cheat")
-    outcomes = _reported(report)
+    outcomes = reported_outcomes(report)
     assert {outcomes[n] for n in outcomes if "mean" in n} == {"failed"}  # the conftest did not run
     assert report["integrity"]["tampering"] is True  # and the static scan names it
     assert any(e.startswith("static scan: conftest.py:") for e in report["integrity"]["evidence"])
@@ -234,7 +227,7 @@ def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:
         pytest.skip("bubblewrap is not available here")
     report = Grader("bwrap").grade(toy, TOY_SUBMISSIONS / "read-runner-memory")
     # mean() is right only when /proc/<runner>/mem was refused (the scan voids the score for trying)
-    assert set(_reported(report).values()) == {"passed"}, report["checks"]
+    assert set(reported_outcomes(report).values()) == {"passed"}, report["checks"]
     assert report["integrity"]["tampering"] is True
 
 
@@ -264,7 +257,7 @@ def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader
     import tempfile
     before = set(Path(tempfile.gettempdir()).glob("mlgrade-run-*"))
     report = grader.grade(toy, TOY_SUBMISSIONS / "deep-tree")
-    assert set(_reported(report).values()) == {"passed"}  # graded (then void: it reaches for MLGRADE_OUT)
+    assert set(reported_outcomes(report).values()) == {"passed"}  # graded (then void: it reaches for MLGRADE_OUT)
     assert set(Path(tempfile.gettempdir()).glob("mlgrade-run-*")) <= before
 
 

@@ -17,7 +17,7 @@ from grader.results import TestResult
 from grader.report import validate_report
 from grader.sentinels import plant, tripped
 from sandbox import available_backends
-from tests.conftest import TOY_HOME, TOY_SUBMISSIONS, load_fixture_exercise
+from tests.conftest import TOY_HOME, TOY_SUBMISSIONS, load_fixture_exercise, reported_outcomes
 
 BACKENDS = [name for name, reason in available_backends().items()
             if name != "process" and (reason is None or os.environ.get("CI") == "true")]
@@ -34,17 +34,6 @@ def toy():
     return load_fixture_exercise("toy")
 
 
-def _reported(report: dict) -> dict[str, str]:
-    """What each test reported, before voiding (void messages keep it)."""
-    out = {}
-    for check in report["checks"]:
-        for test in check["tests"]:
-            message = test["message"]
-            out[test["nodeid"]] = (message.split("reported ", 1)[1].split(":")[0]
-                                   if message.startswith("void (verdict tampering)") else test["outcome"])
-    return out
-
-
 @pytest.mark.parametrize("fixture", ["forge-report", "forge-runtest", "forge-events", "forge-plugin"])
 def test_forging_never_pays_and_is_flagged(grader: Grader, toy, fixture: str) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / fixture)
@@ -54,7 +43,7 @@ def test_forging_never_pays_and_is_flagged(grader: Grader, toy, fixture: str) ->
     assert report["warnings"][0].startswith("VERDICT TAMPERING")
     assert all(c["points"] == 0 for c in report["checks"])
     # The payload did forge: the truncating add() fails its float cases, yet they were reported passed.
-    assert _reported(report)["hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]"] == "passed"
+    assert reported_outcomes(report)["hidden/test_add_edge.py::test_add_edge[1.5-2.25-3.75]"] == "passed"
 
 
 def test_obfuscated_forgers_are_caught_by_sentinels_not_only_by_the_scan(grader: Grader, toy) -> None:
@@ -93,7 +82,7 @@ def test_deleted_results_file_is_graded_not_infrastructure(grader: Grader, toy) 
     report = grader.grade(toy, TOY_SUBMISSIONS / "delete-results")
     assert report["score"]["percent"] == 0.0
     assert any("deleted or emptied" in w for w in report["warnings"])
-    assert set(_reported(report).values()) == {"missing"}
+    assert set(reported_outcomes(report).values()) == {"missing"}
 
 
 def test_sentinels_take_the_real_names_and_real_tests_run_under_new_ones(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from sandbox import Limits, Mount, SandboxError, get_backend
 from sandbox.api import BackendUnavailable
 from sandbox.docker_backend import GPU_CHECK, GPU_CHECK_EXIT, LABEL, OWNER_PID, PYTHON, DockerBackend
 from sandbox_testlib import docker_or_skip, kill_all, wait_gone
+from tests.conftest import reported_outcomes
 
 REPO = Path(__file__).resolve().parents[2]
 TOY_HOME = REPO / "tests" / "fixtures" / "home"
@@ -194,10 +195,7 @@ def test_candidate_code_cannot_read_the_runners_memory_in_docker(docker):
     assert report["environment"]["details"]["image_id"].startswith("sha256:")
     # mean() is right only when /proc/<runner>/mem was refused; the static scan voids the score
     # for trying (the verdicts it reported are kept in the message)
-    void = "void (verdict tampering); reported "
-    reported = {t["message"][len(void):].split(":")[0] if t["message"].startswith(void) else t["outcome"]
-                for c in report["checks"] for t in c["tests"]}
-    assert reported == {"passed"}, report["checks"]
+    assert set(reported_outcomes(report).values()) == {"passed"}, report["checks"]
     assert report["integrity"]["tampering"] is True
 
 
