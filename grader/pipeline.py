@@ -141,6 +141,9 @@ class Grader:
             limits = self._limits(exercise, wall_s)
             full_env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
                         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": str(seed), "MLGRADE_SEED": str(seed),
+                        # HOME is writable: a .pth planted in the user site would run first in every
+                        # later Python process (the venvs and image here already ignore it).
+                        "PYTHONNOUSERSITE": "1",
                         "OMP_NUM_THREADS": str(limits.cpus), "MKL_NUM_THREADS": str(limits.cpus),
                         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": f"{BOX}/harness",
                         "MLGRADE_TESTS": f"{BOX}/tests", "MLGRADE_SUBMISSION": f"{BOX}/submission",
