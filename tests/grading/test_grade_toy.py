@@ -252,13 +252,16 @@ def test_wall_clock_limit_ends_the_grading_and_unreported_tests_fail(tmp_path: P
     assert any("wall-clock limit of 6 s" in w for w in report["warnings"])
 
 
-def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader, toy) -> None:
+def test_a_deep_tree_left_in_the_out_folder_is_graded_and_removed(grader: Grader, toy, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """3000 nested folders written at import: shutil.rmtree would die of RecursionError and leave them."""
     import tempfile
-    before = set(Path(tempfile.gettempdir()).glob("mlgrade-run-*"))
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # this grading's folders only, whatever else runs
     report = grader.grade(toy, TOY_SUBMISSIONS / "deep-tree")
     assert set(reported_outcomes(report).values()) == {"passed"}  # graded (then void: it reaches for MLGRADE_OUT)
-    assert set(Path(tempfile.gettempdir()).glob("mlgrade-run-*")) <= before
+    assert list(private.iterdir()) == []
 
 
 def _strings(value) -> list[str]:

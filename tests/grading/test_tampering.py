@@ -133,3 +133,16 @@ def test_validate_refuses_a_calibration_that_tampers_without_saying_so(tmp_path:
                          capture_output=True, text=True, env=dict(os.environ, MLGRADE_HOME=str(home)), timeout=300)
     assert run.returncode == 1
     assert "INVALID: sneaky: verdict-tampering evidence: " in run.stdout, run.stdout
+
+
+def test_a_fifo_for_results_a_socket_a_sparse_file_and_many_files_are_survived(
+        grader: Grader, toy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))  # this grading's folders only, whatever else runs
+    report = grader.grade(toy, TOY_SUBMISSIONS / "odd-out")
+    validate_report(report)
+    assert set(reported_outcomes(report).values()) == {"missing"}  # the FIFO was never read from
+    assert any("deleted or emptied" in w for w in report["warnings"])
+    assert list(private.iterdir()) == []  # all of it removed
