@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -13,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import BadInput, InfraError
-from .exercises import Exercise, all_exercise_ids, load_exercise
+from .exercises import PROJECT_ROOT, Exercise, all_exercise_ids, home, load_exercise
+from .outdir import Protected, claim_out, one_line, shown, write_files
 
 BACKEND_CHOICES = ["auto", "docker", "bwrap", "process"]
 err = Console(stderr=True, highlight=False)
@@ -22,7 +25,7 @@ out = Console(highlight=False)
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
         sys.exit(2)
 
 
@@ -61,54 +64,117 @@ sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "tests/public"]))
 '''
 
 
-def cmd_kit(args: argparse.Namespace) -> int:
-    exercise = load_exercise(args.exercise)
-    dest = Path(args.out)
-    if dest.exists() and any(dest.iterdir()):
-        raise BadInput(f"--out {dest}: folder exists and is not empty")
-    staging = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+def _protected(exercise: Exercise, submission: str | None = None) -> list[Protected]:
+    """What --out must stay out of: the submission, the exercise and mlgrade's own folders."""
+    guards = [Protected(Path(submission), "the submission")] if submission is not None else []
+    guards += [Protected(exercise.root, "the exercise folder"),
+               Protected(exercise.reference, "the exercise's reference folder")]
+    for root in dict.fromkeys([home(), PROJECT_ROOT]):
+        guards += [Protected(root / "exercises", "mlgrade's exercises folder"),
+                   Protected(root / "reference", "mlgrade's reference folder")]
+    guards += [Protected(PROJECT_ROOT / "grader", "mlgrade's code"),
+               Protected(PROJECT_ROOT / "sandbox", "mlgrade's code")]
+    return guards
+
+
+def _empty_folder(folder: Path) -> None:
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _write_kit(exercise: Exercise, dest: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(exercise.starter, staging, ignore=ignore)
-    shutil.copy2(exercise.brief, staging / "README.md")
+    shutil.copytree(exercise.starter, dest, ignore=ignore, dirs_exist_ok=True)
+    shutil.copy2(exercise.brief, dest / "README.md")
     if (exercise.tests / "public").is_dir():
-        shutil.copytree(exercise.tests / "public", staging / "tests" / "public", ignore=ignore)
+        shutil.copytree(exercise.tests / "public", dest / "tests" / "public", ignore=ignore)
     shared = [exercise.tests / "conftest.py"]  # fixtures shared by public and hidden tests
     if exercise.manifest.spec:  # the spec the public tests compare against
         shared.append(exercise.root / exercise.manifest.spec)
     for path in shared:
         if path.is_file():
-            target = staging / path.relative_to(exercise.root)
+            target = dest / path.relative_to(exercise.root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-    (staging / "self_check.py").write_text(SELF_CHECK)
-    if dest.exists():
-        dest.rmdir()
-    staging.rename(dest)
+    (dest / "self_check.py").write_text(SELF_CHECK)
+
+
+def _why(exc: OSError) -> str:
+    """The reason in an OSError, also in the list of (source, target, reason) a copytree collects."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        reason = str(exc.args[0][0][-1])
+        return reason.split(": ", 1)[0].split("] ", 1)[-1]  # "[Errno 28] No space left on device: 'a' -> 'b'"
+    return exc.strerror or str(exc)
+
+
+def cmd_kit(args: argparse.Namespace) -> int:
+    exercise = load_exercise(args.exercise)
+    with claim_out(args.out, protected=_protected(exercise)) as claimed:  # a new or empty folder
+        try:
+            _write_kit(exercise, claimed.path)
+        except BaseException as exc:
+            _empty_folder(claimed.path)  # it was empty before: leave nothing half-written
+            if isinstance(exc, OSError):
+                raise InfraError(f"cannot write the kit to {shown(claimed.path)}: {_why(exc)}") from None
+            raise
+    dest = shown(args.out)
     out.print(f"kit for {exercise.id} written to {dest}: start with README.md; self-check: "
-              f"cd {dest} && python self_check.py")
+              f"cd {dest} && python self_check.py", markup=False, emoji=False, soft_wrap=True)
     return 0
 
 
+REPORT_FILES = ("report.json", "report.md")
+SPECIAL_FILES = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                 (stat.S_ISBLK, "a block device")]
+
+
+def _check_submission_kind(path: str) -> None:
+    """Refuse a FIFO, socket or device before anything opens it (opening a FIFO blocks); looks
+    with stat only. A missing path and everything about the content is left to intake."""
+    if path == "":
+        raise BadInput("submission '': empty path")
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return  # intake says "no such file or folder"
+    except OSError as exc:
+        raise BadInput(f"{shown(path)}: cannot examine the submission: {exc.strerror or exc}") from None
+    for test, kind in SPECIAL_FILES:
+        if test(mode):
+            raise BadInput(f"{shown(path)}: is {kind}; a submission is a folder, a .zip or a .tar.gz")
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from .report import candidate_view, print_table, to_markdown, validate_report
-    from .pipeline import write_reports
     exercise = load_exercise(args.exercise)
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise BadInput(f"--out {args.out}: exists and is not a folder")
-    report = _grader(args.backend).grade(exercise, Path(args.submission), device=args.device, seed=args.seed)
-    if args.view == "candidate":
-        from .scrub import HiddenText
-        report = candidate_view(report, HiddenText.from_exercise(exercise))
-        validate_report(report)
-    if args.out:
-        write_reports(report, Path(args.out), to_markdown(report))
+    _check_submission_kind(args.submission)
+    # --out is checked, created and proved writable before the grading; refused, it leaves nothing
+    claim = (claim_out(args.out, allowed=REPORT_FILES, protected=_protected(exercise, args.submission))
+             if args.out is not None else nullcontext())
+    with claim as claimed:
+        report = _grader(args.backend).grade(exercise, Path(args.submission), device=args.device, seed=args.seed)
+        if args.view == "candidate":
+            from .scrub import HiddenText
+            report = candidate_view(report, HiddenText.from_exercise(exercise))
+            validate_report(report)
+        if claimed is not None:
+            write_files(claimed, {"report.json": json.dumps(report, indent=2) + "\n",
+                                  "report.md": to_markdown(report)})
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         print_table(report, out)
         if args.out:
-            out.print(f"reports written to {args.out}/report.json and report.md")
+            out.print(f"reports written to {shown(args.out)}/report.json and report.md", markup=False, emoji=False,
+                      soft_wrap=True)
     return 0
 
 
@@ -148,6 +214,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_image(args: argparse.Namespace) -> int:
     from sandbox import SandboxError
     from sandbox import image
+    for option in ("base", "tag"):
+        value = getattr(args, option, None)
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise BadInput(f"--{option} {shown(value)}: not an image name")
+    wheelhouse = getattr(args, "wheelhouse", None)
+    if wheelhouse is not None:
+        if not os.path.isdir(wheelhouse):
+            problem = "no such folder" if not os.path.lexists(wheelhouse) else "not a folder"
+            raise BadInput(f"--wheelhouse {shown(wheelhouse)}: {problem}")
+        if not os.access(wheelhouse, os.R_OK | os.X_OK):
+            raise BadInput(f"--wheelhouse {shown(wheelhouse)}: cannot read the folder")
     try:
         if args.action == "build":
             wheelhouse = Path(args.wheelhouse) if args.wheelhouse else None
@@ -227,11 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except BadInput as exc:
-        err.print(f"mlgrade: error: {exc}", markup=False, soft_wrap=True)
+    except BadInput as exc:  # one line whatever the message holds (paths are the user's or the candidate's)
+        sys.stderr.write(f"mlgrade: error: {one_line(str(exc))}\n")
         return 2
     except InfraError as exc:
-        err.print(f"mlgrade: infrastructure error: {exc}", markup=False, soft_wrap=True)
+        sys.stderr.write(f"mlgrade: infrastructure error: {one_line(str(exc))}\n")
+        return 3
+    except OSError as exc:  # a failure no command foresaw: still one line, never a traceback
+        where = f" ({shown(exc.filename)})" if isinstance(exc.filename, str) else ""
+        sys.stderr.write(f"mlgrade: infrastructure error: {one_line(exc.strerror or str(exc))}{where}\n")
         return 3
     except KeyboardInterrupt:
         err.print("mlgrade: interrupted", markup=False)
