@@ -469,11 +469,3 @@ class _Grading:
         """Versions seen inside the sandbox, from the first run that reported them."""
         if not self.env:
             self.env = {k: str(env[k])[:100] for k in ("python", "torch", "triton") if env.get(k)}
-
-
-def write_reports(report: dict[str, Any], out: Path, markdown: str) -> None:
-    """Write report.json and report.md into out (created if needed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown, encoding="utf-8")
-
