@@ -211,7 +211,8 @@ class Grader:
         grading = _Grading(device=device, seed=seed)
         with tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
             Path(tmp, "in").mkdir()
-            submission = intake(submission_path, Path(tmp, "in"), exercise.manifest.required_files)
+            submission = intake(submission_path, Path(tmp, "in"), exercise.manifest.required_files,
+                                starter=exercise.starter)  # refuses paths that clash with the starter
             workspace = Path(tmp, "workspace")
             _overlay(exercise.starter, submission.root, workspace)
             label = f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})"
