@@ -704,10 +704,14 @@ def _intake(submission: Path, dest: Path, required: list[str], starter: Path | N
         raise _bad(source, "no such file or folder") from None
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise _bad(source, f"cannot be read ({_why(exc)})") from None
+    if stat.S_ISLNK(mode):  # the operator named a link (the operator is trusted): grade what it points to
+        submission = Path(os.path.realpath(submission))
+        try:
+            mode = os.lstat(submission).st_mode
+        except (OSError, ValueError) as exc:
+            raise _bad(source, f"is a link to something that cannot be read ({_why(exc)})") from None
     out, name = _Out(dest, source), submission.name.lower()
     sha = None
-    if stat.S_ISLNK(mode):
-        raise _bad(source, "is a symbolic link; name the file or folder it points to")
     if stat.S_ISDIR(mode):
         _from_dir(submission, out, _Budget(source, None), source)
     elif not stat.S_ISREG(mode):

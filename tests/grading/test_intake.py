@@ -651,14 +651,16 @@ def test_fifo_or_socket_as_submission_is_refused_without_blocking(short_tmp: Pat
         _refused(sock_path, _dest(short_tmp / "b"), f"k{name}: is a socket", seconds=3)
 
 
-def test_device_and_links_as_submission_are_refused(tmp_path: Path) -> None:
+def test_devices_are_refused_and_a_link_the_operator_names_is_followed(tmp_path: Path) -> None:
     _refused(Path("/dev/zero"), _dest(tmp_path / "a"), "/dev/zero: is a character device", seconds=3)
     zipped = _zip(tmp_path / "real.zip", {"calc.py": GOOD})
     os.symlink(zipped, tmp_path / "s.zip")
-    _refused(tmp_path / "s.zip", _dest(tmp_path / "b"), "s.zip: is a symbolic link", seconds=3)
+    assert intake(tmp_path / "s.zip", _dest(tmp_path / "b"), ["calc.py"]).files == ("calc.py",)
     os.mkfifo(tmp_path / "fifo")
-    os.symlink(tmp_path / "fifo", tmp_path / "f.zip")
-    _refused(tmp_path / "f.zip", _dest(tmp_path / "c"), "f.zip: is a symbolic link", seconds=3)
+    os.symlink(tmp_path / "fifo", tmp_path / "f.zip")  # followed, and what it points to is checked
+    _refused(tmp_path / "f.zip", _dest(tmp_path / "c"), "f.zip: is a FIFO", seconds=3)
+    os.symlink(tmp_path / "missing.zip", tmp_path / "m.zip")
+    _refused(tmp_path / "m.zip", _dest(tmp_path / "m"), "m.zip: is a link to something that cannot be read", seconds=3)
     try:
         os.mknod(tmp_path / "d.zip", stat.S_IFCHR | 0o600, os.makedev(1, 5))  # /dev/zero's numbers
     except PermissionError:
