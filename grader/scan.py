@@ -79,6 +79,7 @@ from typing import Iterable
 
 TAMPER, REVIEW = "tamper", "review"
 MAX_FILE_BYTES = 2 * 1024 * 1024
+PARSE_BUDGET_BYTES = 8 * 1024 * 1024  # Python parsed per submission (about 15 s at worst); the rest is text-searched
 MAX_FILES = 10_000            # files scanned per submission (intake allows 2000)
 EXCERPT_CHARS = 160
 FOLD_MAX = 256 * 1024         # longest string built while folding constants
@@ -2068,7 +2069,8 @@ def _scan_submission(root: Path, max_findings: int) -> list[Finding]:
     deferred: list[tuple[_File, bytes]] = []
     imported: set[str] = set()
     test_imports: dict[str, set[str]] = {}
-    for f in files:
+    parsed = 0  # bytes of Python parsed so far: smallest files first, where a payload hides least
+    for f in sorted(files, key=lambda f: (f.size, f.rel)):
         if f.size > MAX_FILE_BYTES:
             if f.rel.endswith(".py"):
                 scan.add(f.rel, 0, "unparsed", REVIEW, f"(not scanned: {f.size} bytes, over {MAX_FILE_BYTES})")
@@ -2076,7 +2078,13 @@ def _scan_submission(root: Path, max_findings: int) -> list[Finding]:
         data = _read(f.path)
         if data is None:
             continue
+        if f.rel.endswith(".py") and parsed + len(data) > PARSE_BUDGET_BYTES:
+            scan.add(f.rel, 0, "unparsed", REVIEW, f"(text search only: over the scan's {PARSE_BUDGET_BYTES} "
+                                                   "bytes of parsed Python)")
+            _scan_other(scan, f.rel, data)
+            continue
         if f.rel.endswith(".py"):
+            parsed += len(data)
             if _is_test_path(f.rel):
                 tree, _ = _parse(data)
                 try:

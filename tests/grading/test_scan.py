@@ -634,3 +634,16 @@ def test_finding_shape(tmp_path: Path) -> None:
     assert finding == Finding("pkg/mod.py", 1, "events-channel", "tamper", "import mlgrade_plugin")
     with pytest.raises(dataclasses.FrozenInstanceError):
         finding.line = 2  # type: ignore[misc]
+
+
+def test_padding_cannot_push_a_payload_past_the_parse_budget(tmp_path: Path) -> None:
+    """Python is parsed smallest file first up to a budget; bigger files are text-searched only."""
+    from grader.scan import PARSE_BUDGET_BYTES
+    padding = 'X = "' + "a" * (MAX_FILE_BYTES - 16) + '"\n'
+    count = PARSE_BUDGET_BYTES // len(padding) + 2
+    files: dict[str, str | bytes] = {f"pad{i}.py": padding for i in range(count)}
+    files["loader.py"] = "import _pytest.runner as r\nr.call_and_report = lambda *a, **k: None\n"
+    found = scan_submission(_write(tmp_path, files))
+    assert any(f.file == "loader.py" and f.severity == "tamper" for f in found)
+    skipped = [f for f in found if f.rule == "unparsed" and "text search only" in f.excerpt]
+    assert skipped and all(f.file.startswith("pad") for f in skipped)
