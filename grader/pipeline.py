@@ -30,6 +30,7 @@ from .checks import latency as latency_check
 from .checks import outputs as outputs_check
 from .checks.probe_output import ProbeOutput, read_probe
 from .checks.spec import load_spec
+from .harness.wire import COLLECTION_HUNG, STARTED
 from .integrity import Integrity, run_evidence, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
@@ -45,8 +46,6 @@ COLLECT_WALL_S = 180.0
 LATENCY_MIN_WALL_S = 120.0
 LATENCY_WALL_FACTOR = 4.0
 COLLECT_TIMEOUT_FACTOR = 2.0  # collecting (importing the submission) may take this many per-test timeouts
-COLLECTION_HUNG = "not run: collecting the tests (which imports the submission) did not finish"  # runner.py
-STARTED_MARKER = "mlgrade-harness: started"  # printed by runner.py and probe.py before any candidate code
 
 
 def _now() -> str:
@@ -74,7 +73,7 @@ def _short(path: Path) -> str:
 
 def _harness_started(run: RunResult) -> bool:
     """True when the harness printed its start marker (the first bytes of stdout, which are kept)."""
-    return run.stdout.lstrip().startswith(STARTED_MARKER)
+    return run.stdout.lstrip().startswith(STARTED)
 
 
 def host_has_gpu() -> bool:
@@ -260,7 +259,7 @@ class Grader:
         hung = next((t.message for t in results.tests.values() if t.message.startswith(COLLECTION_HUNG)), None)
         if hung:  # the probes of later checks import the same code: they are judged without a run
             grading.import_hung = hung.removeprefix("not run: ")
-        grading.warnings += self._result_warnings(expected, results, planted.sentinels)
+        grading.warnings += self._result_warnings(expected, results)
         for check in checks:
             if check.kind == "pytest":
                 grading.scores[check.id] = score_pytest_check(check, expected, results)
@@ -422,8 +421,7 @@ class Grader:
         tampering = grading.integrity.warning()
         return ([tampering] if tampering else []) + warnings + grading.warnings
 
-    def _result_warnings(self, expected: list[str], results: RunResults,
-                         sentinels: frozenset[str] = frozenset()) -> list[str]:
+    def _result_warnings(self, expected: list[str], results: RunResults) -> list[str]:
         warnings = []
         if not results.started:
             warnings.append("the results file was deleted or emptied during the run (by candidate code?); "
@@ -440,7 +438,7 @@ class Grader:
         if results.conflicting:
             warnings.append(f"{len(results.conflicting)} tests were reported twice with different outcomes "
                             "(the first non-pass was kept)")
-        unknown = set(results.tests) - set(expected) - sentinels
+        unknown = set(results.tests) - set(expected)  # sentinels are gone: planted.real() maps them out
         if unknown:
             warnings.append(f"{len(unknown)} results for tests the exercise does not define were ignored")
         return warnings

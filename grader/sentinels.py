@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import itertools
 import random
 import shutil
 from dataclasses import dataclass, field, replace
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from .results import TestResult
 
-PER_GRADING = 4  # sentinels planted per grading (at most one per module while modules last)
+PER_GRADING = 4  # sentinels with new names of their own, besides those that take the real names
 
 # (text that shows the suite uses the mechanism, comparison that fails) - {n} is a random size >= 3.
 _MECHANISMS = {
@@ -43,7 +44,7 @@ _IMPORTS = {"torch": "import torch", "np": "import numpy as np"}
 @dataclass(frozen=True)
 class Planted:
     tests: Path  # the copy of the tests folder, with sentinels, to mount instead of the original
-    nodeids: tuple[str, ...]  # every node id to run, real and sentinel, in file order
+    nodeids: tuple[str, ...]  # every node id to run, real and sentinel, each beside its twin
     sentinels: frozenset[str]
     renamed: dict[str, str] = field(default_factory=dict)  # real node id -> the id it runs under
 
@@ -53,8 +54,9 @@ class Planted:
         for nodeid, ran_as in self.renamed.items():
             if ran_as in results:
                 out[nodeid] = replace(results[ran_as], nodeid=nodeid)
+        planted = self.sentinels | set(self.renamed.values())
         for nodeid, result in results.items():
-            if nodeid not in self.sentinels and nodeid not in self.renamed.values():
+            if nodeid not in planted:
                 out.setdefault(nodeid, result)
         return out
 
@@ -149,7 +151,7 @@ def plant(tests: Path, dest: Path, expected: list[str], rng: random.Random,
             continue  # an exercise test that does not parse is reported by collection, not here
     mechanisms = _mechanisms_used("\n".join(ast.unparse(t) for t in trees.values())) or ["assert"]
     rng.shuffle(mechanisms)
-    turn = iter(range(1 << 30))
+    turn = itertools.count()
 
     def sentinel(function: ast.FunctionDef, name: str, tree: ast.Module) -> ast.FunctionDef:
         clone = copy.deepcopy(function)
@@ -161,7 +163,6 @@ def plant(tests: Path, dest: Path, expected: list[str], rng: random.Random,
     renamed: dict[str, str] = {}
     extra: dict[str, list[str]] = {}  # real node id -> node ids to run right after it
     sentinels: set[str] = set()
-    swappable: list[tuple[str, str]] = []
     moved: dict[tuple[str, str], ast.FunctionDef] = {}  # (file, real name) -> the real test, renamed
     for rel, tree in trees.items():
         functions = by_file.get(rel, {})
@@ -170,20 +171,18 @@ def plant(tests: Path, dest: Path, expected: list[str], rng: random.Random,
         for node in list(tree.body):
             if not (isinstance(node, ast.FunctionDef) and node.name in functions and not _leaves_early(node)):
                 continue
-            swappable.append((rel, node.name))
             moved[(rel, node.name)] = node
             real_name = node.name
             node.name = _new_name(taken, words, rng)
             taken.add(node.name)
-            decoy = sentinel(node, real_name, tree)
-            position = tree.body.index(node) + rng.randint(0, 1)  # the decoy before or after, at random
-            tree.body.insert(position, decoy)
+            after = rng.randint(0, 1)  # the decoy before or after the real test, at random
+            tree.body.insert(tree.body.index(node) + after, sentinel(node, real_name, tree))
             for nodeid in functions[real_name]:
                 ran_as = f"{rel}::{node.name}{_param(nodeid)}"
                 renamed[nodeid] = ran_as
-                extra[nodeid] = [ran_as, nodeid] if position > tree.body.index(node) else [nodeid, ran_as]
+                extra[nodeid] = [ran_as, nodeid] if after else [nodeid, ran_as]
                 sentinels.add(nodeid)
-    for rel, name in rng.sample(swappable, min(count, len(swappable))):
+    for rel, name in rng.sample(list(moved), min(count, len(moved))):
         tree, real = trees[rel], moved[(rel, name)]
         taken = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
         clone = sentinel(real, _new_name(taken, _words(sorted(by_file[rel])), rng), tree)

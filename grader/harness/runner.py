@@ -34,10 +34,14 @@ import tempfile
 import time
 from pathlib import Path
 
+try:  # harness module
+    from wire import COLLECTION_HUNG, STARTED
+except ModuleNotFoundError:  # imported on the host, as part of the grader package
+    from .wire import COLLECTION_HUNG, STARTED  # type: ignore[no-redef]
+
 HARNESS = Path(__file__).resolve().parent
 POLL_S = 0.05
 MAX_ANOMALIES = 20  # anomaly lines recorded per run (the count goes on)
-STARTED = "mlgrade-harness: started"  # printed first: candidate code cannot un-print it
 
 
 def _matches(pattern: str, nodeid: str) -> bool:
@@ -161,8 +165,7 @@ class Runner:
                 # The child ended, or stalled, without a test in flight: whatever is left never started,
                 # and a new child would import the submission again and meet the same fate.
                 if stalled and not finished:
-                    reason = (f"not run: collecting the tests (which imports the submission) did not finish "
-                              f"within {self.collect_timeout:g} s")
+                    reason = f"{COLLECTION_HUNG} within {self.collect_timeout:g} s"
                 elif stalled:
                     reason = f"not run: pytest stopped for over {self.collect_timeout:g} s between tests"
                 elif collect_errors:
