@@ -118,6 +118,7 @@ class Calibration(_Strict):
     name: str = Field(pattern=SLUG)
     band: tuple[float, float]
     flaw: str = Field(min_length=1)
+    checks: list[str] = Field(min_length=1)  # where its flaw costs points, and nowhere else (one bug, one deduction)
 
     @field_validator("band")
     @classmethod
@@ -159,6 +160,10 @@ class Manifest(_Strict):
             for needed in getattr(check, "requires", []):
                 if needed not in ids or needed == check.id:
                     raise ValueError(f"check {check.id} requires {needed!r}, which is not another check")
+        for calibration in self.calibration:
+            for named in calibration.checks:
+                if named not in ids:
+                    raise ValueError(f"calibration {calibration.name} names check {named!r}, which is not a check")
         return self
 
     @property

@@ -13,7 +13,7 @@ from typing import Any
 
 from .exercises import Exercise
 from .checks.latency import STEP as LATENCY_STEP
-from .pipeline import Grader
+from .pipeline import Grader, resolve_device
 
 STARTER_MAX_PERCENT = 10.0
 
@@ -88,7 +88,8 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
     has_pytest = any(c.kind == "pytest" for c in exercise.manifest.checks)
     expected = grader.collect(exercise) if has_pytest else []
     problems += _ownership_problems(exercise, expected)
-    hidden = [n for n in expected if n.startswith("hidden/")]
+    graded_here = [c for c in exercise.manifest.checks if c.device in ("any", resolve_device(exercise, "auto"))]
+    hidden = [n for n in expected if n.startswith("hidden/") and any(c.owns(n) for c in graded_here)]
 
     def grade(name: str, path) -> dict[str, Any]:
         reports = [grader.grade(exercise, path) for _ in range(repeat)]
@@ -146,4 +147,33 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
             problems.append(f"calibration {calibration.name} scores {outside[0]}%, outside its band [{low:g}, {high:g}]")
         if all(c["status"] == "pass" for c in report["checks"]):
             problems.append(f"calibration {calibration.name} loses no points on any check")
+        problems += _deduction_problems(calibration, report)
     return result
+
+
+def _deduction_problems(calibration, report: dict[str, Any]) -> list[str]:
+    """One bug, one deduction: a calibration holds one flaw, and its manifest entry names the checks
+    that flaw may cost. No other check may lose points, and every named check graded here must (a
+    latency check is measured: it may lose one scoring step anywhere, and is not required to lose).
+    The flaw must fail a hidden test, unless it is priced only by measured or modelled checks
+    (latency, model), or is tampering flagged on purpose (its pytest verdicts are void instead)."""
+    problems = []
+    graded = {c["id"]: c for c in report["checks"]}  # checks of another device are left out
+    for check in report["checks"]:
+        lost = check["max_points"] - check["points"]
+        noise = check["max_points"] * LATENCY_STEP + 1e-6 if check["kind"] == "latency" else 1e-9
+        if lost > noise and check["id"] not in calibration.checks:
+            problems.append(f"calibration {calibration.name} loses points in check {check['id']}, which its "
+                            f"manifest entry does not name (checks = {', '.join(calibration.checks)})")
+    for check_id in calibration.checks:
+        check = graded.get(check_id)
+        if check and check["kind"] != "latency" and check["points"] >= check["max_points"]:
+            problems.append(f"calibration {calibration.name} names check {check_id} but loses nothing there")
+    named = [graded[i] for i in calibration.checks if i in graded]
+    tested = [c for c in named if c["kind"] not in ("latency", "model")]
+    flagged = "flagged" in calibration.flaw
+    fails_hidden = any(t["outcome"] != "passed" for c in report["checks"] if c["visibility"] == "hidden"
+                       for t in c["tests"])
+    if tested and not flagged and not fails_hidden:
+        problems.append(f"calibration {calibration.name} fails no hidden test")
+    return problems

@@ -128,7 +128,7 @@ def test_validate_refuses_a_calibration_that_tampers_without_saying_so(tmp_path:
     shutil.copytree(TOY_SUBMISSIONS / "forge-report", home / "exercises" / "toy" / "calibration" / "sneaky")
     manifest = home / "exercises" / "toy" / "exercise.toml"
     manifest.write_text(manifest.read_text() + '\n[[calibration]]\nname = "sneaky"\nband = [0, 100]\n'
-                        'flaw = "truncates floats"\n')
+                        'flaw = "truncates floats"\nchecks = ["mean"]\n')
     run = subprocess.run([sys.executable, "-m", "grader", "validate", "toy", "--backend", BACKENDS[0]],
                          capture_output=True, text=True, env=dict(os.environ, MLGRADE_HOME=str(home)), timeout=300)
     assert run.returncode == 1
