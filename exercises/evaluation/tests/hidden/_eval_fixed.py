@@ -183,12 +183,14 @@ def make_classification(seed: int, n: int, num_classes: int, *, protos: int | No
     raise RuntimeError("no data set met the conditions")  # a fault of the test data, not of a submission
 
 
-def has_ties_across_classes(logits: np.ndarray, labels: np.ndarray, column: int, positive_class: int) -> bool:
-    """Some score of `column` is shared by a positive and a negative sample."""
+def tied_pair_fraction(logits: np.ndarray, labels: np.ndarray, column: int, positive_class: int) -> float:
+    """Fraction of (positive, negative) pairs whose scores in `column` are equal."""
     scores = softmax64(logits)[:, column]
-    pos = set(scores[labels == positive_class].tolist())
-    neg = set(scores[labels != positive_class].tolist())
-    return bool(pos & neg)
+    positive = labels == positive_class
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return 0.0
+    return float((pos[:, None] == neg[None, :]).mean())
 
 
 # ----------------------------------------------------------------------------- reference metrics
@@ -265,8 +267,8 @@ def ref_ece(logits, labels, bins: int) -> float:
 class LMData:
     """Sequences with fixed per-position logits, served by ``TableLM(self.table)``.
 
-    Id 0 is the padding position: its logits strongly predict token 0, the label that
-    padded positions carry, so counting padding visibly lowers the perplexity.
+    Id 0 is the padding position: its logits strongly predict token 1 while padded positions
+    carry the label 0, so counting padding visibly changes the perplexity.
     """
 
     def __init__(self, seed: int, lengths, vocab: int = 13, scale: float = 2.0) -> None:
@@ -276,7 +278,7 @@ class LMData:
         total = sum(self.lengths)
         table = rng.normal(0.0, scale, (total + 1, vocab))
         table[0] = -8.0
-        table[0, 0] = 8.0
+        table[0, 1] = 8.0
         self.table = torch.from_numpy(table.astype(np.float32))
         self.keys, self.labels = [], []
         start = 1

@@ -17,6 +17,6 @@ def test_perplexity_without_padding():
 
 
 def test_perplexity_excludes_padding():
-    # Unequal lengths: the padded positions' labels (0) are what their logits predict best.
+    # Unequal lengths; padded positions have label 0 and logits that strongly predict token 1.
     data = LMData(11, [9, 2, 5, 1])
     _check(evaluate_lm(data.model(), data.batches([4])), data)

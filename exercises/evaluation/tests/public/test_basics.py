@@ -41,15 +41,15 @@ def test_perfect_classifier():
     assert math.isclose(out["auroc"], 1.0)
 
 
-def test_simple_binary_counts():
-    # predictions: 1, 1, 0, 0 ; labels: 1, 0, 0, 0
+def test_simple_binary_accuracy_and_auroc():
+    # predictions: 1, 1, 0, 0 ; labels: 1, 0, 0, 1
     logits = torch.tensor([[0.0, 2.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])
-    labels = torch.tensor([1, 0, 0, 0])
+    labels = torch.tensor([1, 0, 0, 1])
     out = evaluate(Identity(), [{"inputs": logits, "labels": labels}])
-    assert math.isclose(out["accuracy"], 0.75)
-    # class 1: tp=1 fp=1 fn=0 -> F1 2/3; class 0: tp=2 fp=0 fn=1 -> F1 4/5
-    assert math.isclose(out["macro_f1"], (2 / 3 + 4 / 5) / 2, rel_tol=1e-6)
-    assert math.isclose(out["auroc"], 1.0)  # the positive has the highest p[:, 1]
+    assert math.isclose(out["accuracy"], 0.5)
+    # p[:, 1] ranks the samples 0 > 1 > 2 > 3: of the 4 (positive, negative) pairs, the
+    # positive scores higher in (0, 1) and (0, 2), lower in (3, 1) and (3, 2).
+    assert math.isclose(out["auroc"], 0.5)
 
 
 def test_result_types():
@@ -66,10 +66,11 @@ def test_result_types():
 
 def test_uniform_lm_has_perplexity_vocab_size():
     vocab = 7
-    batch = {"input_ids": torch.tensor([[5, 6, 7], [8, 0, 0]]),
-             "labels": torch.tensor([[1, 2, 3], [4, 0, 0]]),
-             "attention_mask": torch.tensor([[1, 1, 1], [1, 0, 0]])}
-    out = evaluate_lm(UniformLM(vocab), [batch])
-    assert out["num_tokens"] == 4
+    batches = [{"input_ids": torch.tensor([[5, 6, 7], [8, 9, 1]]), "labels": torch.tensor([[1, 2, 3], [4, 0, 6]]),
+                "attention_mask": torch.ones(2, 3, dtype=torch.int64)},
+               {"input_ids": torch.tensor([[2, 3]]), "labels": torch.tensor([[5, 5]]),
+                "attention_mask": torch.ones(1, 2, dtype=torch.int64)}]
+    out = evaluate_lm(UniformLM(vocab), batches)
+    assert out["num_tokens"] == 8
     assert math.isclose(out["nll"], math.log(vocab), rel_tol=1e-5)
     assert math.isclose(out["perplexity"], vocab, rel_tol=1e-5)
