@@ -222,6 +222,49 @@ def test_cli_validate_flags_a_calibration_outside_its_band(tmp_path: Path) -> No
     assert any(line.startswith("toy-latency ") and line.endswith(" valid") for line in run.stdout.splitlines())
 
 
+def _validate_changed_toy(tmp_path: Path, manifest_edit, files: dict[str, str] | None = None) -> str:
+    """Validate a copy of the toy exercise with its manifest edited; return the toy's line."""
+    import shutil
+    home = tmp_path / "home"
+    shutil.copytree(TOY_HOME, home)
+    root = home / "exercises" / "toy"
+    (root / "exercise.toml").write_text(manifest_edit((root / "exercise.toml").read_text()))
+    for name, text in (files or {}).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    run = subprocess.run([sys.executable, "-m", "grader", "validate", "toy", "--backend", BACKENDS[0]],
+                         capture_output=True, text=True, env=dict(os.environ, MLGRADE_HOME=str(home)), timeout=300)
+    line = next(line for line in run.stdout.splitlines() if line.startswith("toy "))
+    assert run.returncode == (0 if line.endswith(" valid") else 1), run.stdout + run.stderr
+    return line
+
+
+def test_validate_flags_a_calibration_that_loses_points_outside_its_named_checks(tmp_path: Path) -> None:
+    line = _validate_changed_toy(tmp_path, lambda t: t.replace('checks = ["add-edge"]', 'checks = ["mean"]'))
+    assert "INVALID: calibration no-edge loses points in check add-edge, which its manifest entry does not " \
+           "name (checks = mean) (+1 more)" in line  # the other: it names mean but loses nothing there
+
+
+def test_validate_flags_a_calibration_that_fails_no_hidden_test(tmp_path: Path) -> None:
+    flaw = 'name = "zero"\nband = [70, 90]\nflaw = "add(0, x) returns 0"\nchecks = ["add-public"]\n'
+    line = _validate_changed_toy(
+        tmp_path, lambda t: t + "\n[[calibration]]\n" + flaw,
+        {"calibration/zero/calc.py": "def add(a, b):\n    return a + b if a != 0 else 0\n\n\n"
+                                     "def mean(xs):\n    return sum(xs) / len(xs)\n"})
+    assert line.endswith("INVALID: calibration zero fails no hidden test"), line
+
+
+def test_a_check_for_another_device_is_left_out_and_its_tests_not_required(tmp_path: Path) -> None:
+    cuda = ('\n[[checks]]\nid = "gpu-only"\ntitle = "needs a GPU"\nvisibility = "hidden"\npoints = 4\n'
+            'device = "cuda"\ntests = ["hidden/test_gpu_only.py"]\n')
+    line = _validate_changed_toy(
+        tmp_path, lambda t: t.replace("\n[[calibration]]", cuda + "\n[[calibration]]", 1),
+        {"tests/hidden/test_gpu_only.py": "import os\n\n\ndef test_gpu_only():\n"
+                                          "    assert os.environ['MLGRADE_DEVICE'] == 'cuda'\n"})
+    assert line.endswith(" valid"), line  # on this CPU host the check is left out, not failed
+    assert "(reference 100.0%, starter 0.0%, no-edge 80.0%)" in line, line
+
+
 def test_candidate_code_cannot_read_the_runners_memory(toy) -> None:
     if "bwrap" not in BACKENDS:
         pytest.skip("bubblewrap is not available here")

@@ -41,6 +41,9 @@ def test_toy_manifest_loads() -> None:
     ('required_files = ["calc.py"]', 'required_files = ["../calc.py"]', "(top level)", "must be relative"),
     ('id = "toy"', 'id = "other"', "id", "folder name"),
     ('title = "Toy arithmetic"', 'title = "Toy', "", "not valid TOML"),
+    ('checks = ["add-edge"]', 'checks = ["add-edges"]', "(top level)", "names check 'add-edges', which is not a check"),
+    ('checks = ["add-edge"]', 'checks = []', "calibration.0.checks", "at least 1 item"),
+    ('checks = ["add-edge"]', '', "calibration.0.checks", "Field required"),
 ])
 def test_wrong_manifest_is_one_clear_line(tmp_path: Path, old: str, new: str, key: str, problem: str) -> None:
     path = _broken(tmp_path, old, new)

@@ -1,4 +1,6 @@
 """Every sample exactly once per epoch across all ranks x workers."""
+import itertools
+
 import pytest
 
 from loader import ShardedTokenDataset
@@ -60,3 +62,21 @@ def test_samples_carry_their_own_tokens(make_data, collect):
             expected = data.tokens[int(s["sample_id"])].tolist()
             assert s["labels"].tolist() == expected
             assert s["input_ids"].tolist() == expected
+
+
+@pytest.mark.parametrize("num_workers", [1, 3])
+def test_resume_with_workers_yields_what_one_process_would(make_data, collect, ids, num_workers):
+    # Compared with the candidate's own resume in one process: a wrong resume is the resume
+    # check's, so this only asks that workers split a resumed epoch exactly once.
+    data = make_data(LAYOUTS["uneven"])
+    for rank in range(2):
+        ds = ShardedTokenDataset(data.paths, seed=21, rank=rank, world_size=2)
+        list(itertools.islice(iter(ds), 5))
+        state = ds.state_dict()
+        alone = ShardedTokenDataset(data.paths, seed=21, rank=rank, world_size=2)
+        alone.load_state_dict(state)
+        expected = ids(itertools.islice(iter(alone), data.n + 10))
+        resumed = ShardedTokenDataset(data.paths, seed=21, rank=rank, world_size=2)
+        resumed.load_state_dict(state)
+        rest = ids(collect(resumed, num_workers, cap=data.n + 10))
+        assert sorted(rest) == sorted(expected), f"rank {rank}"

@@ -1,6 +1,9 @@
-"""Mid-epoch state_dict()/load_state_dict(): resuming yields exactly the rest of the epoch."""
+"""Mid-epoch state_dict()/load_state_dict(): resuming yields exactly the rest of the epoch.
+
+Compared with the candidate's own uninterrupted epoch, in one process, without masking: which
+samples an epoch holds is the exactly-once check's, resuming with workers is compared there with
+this resume, and reproducing masks after a resume is the augmentation check's."""
 import itertools
-import json
 
 import pytest
 from torch.utils.data import DataLoader
@@ -8,7 +11,6 @@ from torch.utils.data import DataLoader
 from loader import ShardedTokenDataset
 
 SIZES = [9, 1, 0, 14, 3, 6]  # 33 samples
-MASK_ID = 5000
 
 
 def make(paths, **kwargs):
@@ -37,16 +39,6 @@ def test_resume_yields_exactly_the_rest(make_data, k):
     resumed.load_state_dict(state)
     rest = list(itertools.islice(iter(resumed), data.n + 10))
     assert as_pairs(rest) == as_pairs(full[k:])
-
-
-def test_state_is_plain_data(make_data):
-    data = make_data(SIZES)
-    _, state = take(make(data.paths), 5)
-    restored = json.loads(json.dumps(state))  # fails on tensors, numpy scalars, ...
-    resumed = make(data.paths)
-    resumed.load_state_dict(restored)
-    full = list(make(data.paths))
-    assert as_pairs(resumed) == as_pairs(full[5:])
 
 
 def test_resume_after_dataloader_batches(make_data, collect):
@@ -112,40 +104,10 @@ def test_next_epoch_after_resume_is_complete(make_data):
 
 def test_resume_on_each_rank(make_data):
     data = make_data(SIZES)
-    got_all = []
     for rank in range(2):
         full = list(make(data.paths, rank=rank, world_size=2))
         got, state = take(make(data.paths, rank=rank, world_size=2), 6)
         resumed = make(data.paths, rank=rank, world_size=2)
         resumed.load_state_dict(state)
         rest = list(itertools.islice(iter(resumed), data.n + 10))
-        assert as_pairs(got + rest) == as_pairs(full)
-        got_all += got + rest
-    assert sorted(int(s["sample_id"]) for s in got_all) == sorted(data.ids)
-
-
-@pytest.mark.parametrize("num_workers", [1, 3])
-def test_resume_with_workers_covers_the_rest_once(make_data, collect, ids, num_workers):
-    data = make_data(SIZES)
-    for rank in range(2):
-        full = ids(make(data.paths, rank=rank, world_size=2))
-        _, state = take(make(data.paths, rank=rank, world_size=2), 5)
-        resumed = make(data.paths, rank=rank, world_size=2)
-        resumed.load_state_dict(state)
-        rest = ids(collect(resumed, num_workers, cap=data.n + 10))
-        assert sorted(rest) == sorted(full[5:]), f"rank {rank}"
-
-
-def test_resume_reproduces_augmentation(make_data):
-    data = make_data(SIZES, length=16)
-    kwargs = dict(mask_prob=0.4, mask_token_id=MASK_ID)
-    ref = make(data.paths, **kwargs)
-    ref.set_epoch(1)
-    full = list(ref)
-    ds = make(data.paths, **kwargs)
-    ds.set_epoch(1)
-    _, state = take(ds, 13)
-
-    resumed = make(data.paths, **kwargs)
-    resumed.load_state_dict(state)
-    assert as_pairs(resumed) == as_pairs(full[13:])
+        assert as_pairs(got + rest) == as_pairs(full), f"rank {rank}"
