@@ -84,16 +84,18 @@ def test_train_windows_equal_concatenated_batches(lab):
     for i in range(10):
         lo, hi = [(9, 12), (2, 3), (4, 7), (2, 2), (6, 12)][i % 5]
         data += lab.make_micro_batches(1, batch_size=2, min_len=lo, max_len=hi, width=WIDTH, seed=40 + i)
+    # Plain SGD: its update is linear in the gradient, so float rounding cannot be amplified the
+    # way Adam's normalisation amplifies it for gradients near zero.
     merged = [lab.concat(data[0:4]), lab.concat(data[4:8]), lab.concat(data[8:10])]
-    kwargs = dict(epochs=2, base_lr=0.02, warmup_steps=0, min_lr=0.02)
+    kwargs = dict(epochs=2, base_lr=0.5, warmup_steps=0, min_lr=0.5)
 
     model_a = lab.make_model(7)
-    hist_a = train(model_a, lab.make_optimizer(model_a), data, accum_steps=4, **kwargs)
+    hist_a = train(model_a, torch.optim.SGD(model_a.parameters(), lr=0.5), data, accum_steps=4, **kwargs)
     model_b = lab.make_model(7)
-    hist_b = train(model_b, lab.make_optimizer(model_b), merged, accum_steps=1, **kwargs)
+    hist_b = train(model_b, torch.optim.SGD(model_b.parameters(), lr=0.5), merged, accum_steps=1, **kwargs)
 
     assert [h["tokens"] for h in hist_a] == [h["tokens"] for h in hist_b] == [lab.num_tokens([m]) for m in merged] * 2
     for a, b in zip(hist_a, hist_b):
         assert math.isclose(a["loss"], b["loss"], rel_tol=1e-4)
     for p, q in zip(model_a.parameters(), model_b.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
