@@ -23,6 +23,7 @@ class Validation:
     exercise: Exercise
     problems: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)  # submission name -> percent
+    reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # submission name -> its gradings
 
     @property
     def valid(self) -> bool:
@@ -110,7 +111,7 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
     # A calibration that tampers on purpose says "flagged" in its flaw; its scan findings are expected.
     flagged_on_purpose = {c.name for c in exercise.manifest.calibration if "flagged" in c.flaw}
 
-    graded: dict[str, list[dict[str, Any]]] = {}
+    graded = result.reports
     reference = grade("reference", exercise.reference)
     for report in graded["reference"]:
         if report["score"]["percent"] != 100.0:
