@@ -7,29 +7,41 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
+from jsonschema.exceptions import best_match
 from rich.console import Console
 from rich.table import Table
 
+from .report_model import SCHEMA_ID
 from .scrub import HiddenText, scrub_view
 
-SCHEMA_ID = "mlgrade.report/1"
 UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
 TAMPERING_WARNING = "VERDICT TAMPERING"  # grader/integrity.py starts its warning with this
 TAMPERING_NOTE = (f"{TAMPERING_WARNING}: the verdicts reported from the submission's process were void; "
                   "a grader will review the submission")
 HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
+MAX_ERROR_CHARS = 300  # a refused report's message: one line, whatever the offending value holds
 
 
 @cache
 def _validator() -> Draft202012Validator:
+    """The committed schema, generated from grader/report_model.py (`python -m grader.report_model`)."""
     schema = json.loads(resources.files("grader").joinpath("schemas/report-1.schema.json").read_text())
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def validate_report(report: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError when report does not follow the documented schema."""
-    _validator().validate(report)
+    """Raise jsonschema.ValidationError when report does not follow the documented schema. Its message
+    (and str()) is one line: where in the report, then what is wrong; `path`, `schema_path` and
+    `validator` are those of the most relevant error."""
+    error = best_match(_validator().iter_errors(report))
+    if error is None:
+        return
+    text = " ".join(f"report does not follow {SCHEMA_ID} at {error.json_path}: {error.message}".split())
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS - 1] + "…"
+    raise ValidationError(text, validator=error.validator, path=list(error.absolute_path),
+                          schema_path=list(error.absolute_schema_path)) from None
 
 
 def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> dict[str, Any]:
