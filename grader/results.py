@@ -1,15 +1,12 @@
 """Reading what the in-sandbox runner wrote: size-capped, schema-checked, never trusted further.
 
 The results file lives in a folder the sandbox could write, so it is opened without
-following links, must be a regular file, and is read up to a cap. Each line is checked
-against a small schema and must carry the HMAC the runner makes with the per-run key
-(see harness/runner.py); lines that fail either are counted and ignored.
+following links, must be a regular file, and is read up to a cap. Each line must be
+exactly what the runner signed with the per-run key (`verify` in harness/wire.py, which
+defines the format) and pass a small schema; lines that fail either are counted and ignored.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import stat
 from dataclasses import dataclass, field
@@ -18,28 +15,30 @@ from typing import Iterator
 
 from jsonschema import Draft202012Validator
 
+from .harness.wire import (ANOMALY_CAP, ENV_VALUE_CAP, EVENT_ANOMALY, EVENT_COLLECT_ERROR, EVENT_COLLECTED, EVENT_DONE,
+                           EVENT_ENV, EVENT_RESULT, EVENT_STARTED, MESSAGE_CAP, NODEID_CAP, OUTCOMES, RESULTS_EVENTS,
+                           loads_object, verify)
+
 MAX_RESULTS_BYTES = 4 * 1024 * 1024
-MAX_MESSAGE = 2000
-OUTCOMES = ("passed", "failed", "error", "skipped", "timeout", "crashed")
 
 _LINE = Draft202012Validator({
     "type": "object",
     "required": ["event"],
     "properties": {
-        "event": {"enum": ["started", "env", "collected", "collect_error", "result", "anomaly", "done"]},
-        "nodeid": {"type": "string", "maxLength": 1000},
+        "event": {"enum": list(RESULTS_EVENTS)},
+        "nodeid": {"type": "string", "maxLength": NODEID_CAP},
         "outcome": {"enum": list(OUTCOMES)},
         "duration": {"type": "number", "minimum": 0},
         "message": {"type": "string"},
-        "python": {"type": "string", "maxLength": 100},
-        "torch": {"type": ["string", "null"], "maxLength": 100},
-        "triton": {"type": ["string", "null"], "maxLength": 100},
+        "python": {"type": "string", "maxLength": ENV_VALUE_CAP},
+        "torch": {"type": ["string", "null"], "maxLength": ENV_VALUE_CAP},
+        "triton": {"type": ["string", "null"], "maxLength": ENV_VALUE_CAP},
     },
     "allOf": [
-        {"if": {"properties": {"event": {"const": "result"}}},
+        {"if": {"properties": {"event": {"const": EVENT_RESULT}}},
          "then": {"required": ["nodeid", "outcome", "duration", "message"]}},
-        {"if": {"properties": {"event": {"const": "anomaly"}}}, "then": {"required": ["message"]}},
-        {"if": {"properties": {"event": {"enum": ["collected", "collect_error"]}}},
+        {"if": {"properties": {"event": {"const": EVENT_ANOMALY}}}, "then": {"required": ["message"]}},
+        {"if": {"properties": {"event": {"enum": [EVENT_COLLECTED, EVENT_COLLECT_ERROR]}}},
          "then": {"required": ["nodeid"]}},
     ],
 })
@@ -63,7 +62,7 @@ class RunResults:
     started: bool = False
     done: bool = False
     malformed_lines: int = 0
-    unauthenticated_lines: int = 0  # well-formed lines without a valid MAC: written by someone else
+    unauthenticated_lines: int = 0  # JSON objects that are not a line the runner signed: written by someone else
     conflicting: list[str] = field(default_factory=list)  # node ids reported more than once, differently
     truncated: bool = False
     anomalies: list[str] = field(default_factory=list)  # events out of the plugin's order (harness/runner.py)
@@ -84,78 +83,45 @@ def read_capped(path: Path, cap: int) -> tuple[bytes, bool]:
     return data[:cap], len(data) > cap
 
 
-def _authentic(line: dict, key: bytes) -> bool:
-    mac = line.pop("mac", None)
-    body = json.dumps(line, sort_keys=True, separators=(",", ":")).encode()
-    return isinstance(mac, str) and hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest())
-
-
-MAX_DEPTH = 32  # nesting of arrays/objects in one line: ours need 3; deeper ones are refused unparsed
-
-
-def _too_deep(raw: str, limit: int = MAX_DEPTH) -> bool:
-    """True when the line nests arrays/objects deeper than limit (brackets inside strings do not count),
-    which json.loads, the schema check and json.dumps would meet with RecursionError."""
-    if raw.count("[") + raw.count("{") <= limit:  # the common case, at C speed
-        return False
-    depth, in_string, escaped = 0, False, False
-    for char in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False
+def _lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", errors="replace").splitlines()
 
 
 def json_objects(data: bytes) -> Iterator[dict | None]:
     """Each line of data as a JSON object, or None for a line that is not one (or nests too deep)."""
-    for raw in data.decode("utf-8", errors="replace").splitlines():
-        try:
-            line = None if _too_deep(raw) else json.loads(raw)
-        except (ValueError, RecursionError):
-            line = None
-        yield line if isinstance(line, dict) else None
+    for raw in _lines(data):
+        yield loads_object(raw)
 
 
 def parse_results(data: bytes, key: bytes, truncated: bool = False) -> RunResults:
     """Parse runner output lines; malformed or unauthenticated ones are counted, never trusted."""
     out = RunResults(truncated=truncated)
-    for line in json_objects(data):
-        if line is None:
-            out.malformed_lines += 1
-            continue
-        if not _authentic(line, key):
-            out.unauthenticated_lines += 1
+    for raw in _lines(data):
+        line = verify(key, raw)
+        if line is None:  # a JSON object the runner did not sign as it stands, or not even that
+            if loads_object(raw) is None:
+                out.malformed_lines += 1
+            else:
+                out.unauthenticated_lines += 1
             continue
         if not _LINE.is_valid(line):
             out.malformed_lines += 1
             continue
         event = line["event"]
-        if event == "started":
+        if event == EVENT_STARTED:
             out.started = True
-        elif event == "done":
+        elif event == EVENT_DONE:
             out.done = True
-        elif event == "env":
+        elif event == EVENT_ENV:
             out.env = {k: line.get(k) for k in ("python", "torch", "triton")}
-        elif event == "anomaly":
-            out.anomalies.append(line["message"][:500])
-        elif event == "collected":
+        elif event == EVENT_ANOMALY:
+            out.anomalies.append(line["message"][:ANOMALY_CAP])
+        elif event == EVENT_COLLECTED:
             out.collected.append(line["nodeid"])
-        elif event == "collect_error":
-            out.collect_errors.append(f"{line['nodeid']}: {line.get('message', '')[-MAX_MESSAGE:]}")
+        elif event == EVENT_COLLECT_ERROR:
+            out.collect_errors.append(f"{line['nodeid']}: {line.get('message', '')[-MESSAGE_CAP:]}")
         else:
-            result = TestResult(line["nodeid"], line["outcome"], float(line["duration"]), line["message"][-MAX_MESSAGE:])
+            result = TestResult(line["nodeid"], line["outcome"], float(line["duration"]), line["message"][-MESSAGE_CAP:])
             previous = out.tests.get(result.nodeid)
             if previous is not None and previous.outcome != result.outcome:
                 out.conflicting.append(result.nodeid)

@@ -2,7 +2,8 @@
 
 Loaded by `runner.py` with `-p mlgrade_plugin` while plugin autoloading is disabled. It
 writes to the file named by MLGRADE_EVENTS, flushing after every line, so that a crash
-mid-run keeps every result reported so far. Standard library and pytest only.
+mid-run keeps every result reported so far. Event names and caps come from wire.py.
+Standard library and pytest only.
 """
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import sys
 
 import pytest
 
-MESSAGE_CAP = 2000  # characters of failure text kept per test
+try:  # harness module
+    from wire import EVENT_COLLECT_ERROR, EVENT_COLLECTED, EVENT_RESULT, EVENT_START, MESSAGE_CAP
+    # Names bound: forget the module, so a submission's own wire.py still imports as its own here.
+    del sys.modules["wire"]
+except ModuleNotFoundError:  # imported on the host, as part of the grader package
+    from .wire import (EVENT_COLLECT_ERROR, EVENT_COLLECTED, EVENT_RESULT,  # type: ignore[no-redef]
+                       EVENT_START, MESSAGE_CAP)
+
 _events = None
 _phases: dict[str, dict] = {}
 
@@ -46,18 +54,18 @@ def pytest_configure(config) -> None:
 
 def pytest_collectreport(report) -> None:
     if report.failed:
-        _emit(event="collect_error", nodeid=report.nodeid, message=str(report.longrepr)[-MESSAGE_CAP:])
+        _emit(event=EVENT_COLLECT_ERROR, nodeid=report.nodeid, message=str(report.longrepr)[-MESSAGE_CAP:])
 
 
 def pytest_collection_finish(session) -> None:
     if session.config.getoption("collectonly"):
         for item in session.items:
-            _emit(event="collected", nodeid=item.nodeid)
+            _emit(event=EVENT_COLLECTED, nodeid=item.nodeid)
 
 
 def pytest_runtest_logstart(nodeid, location) -> None:
     _phases[nodeid] = {"outcome": "passed", "message": "", "duration": 0.0}
-    _emit(event="start", nodeid=nodeid)
+    _emit(event=EVENT_START, nodeid=nodeid)
 
 
 def pytest_runtest_setup(item) -> None:
@@ -84,7 +92,7 @@ def pytest_runtest_logreport(report) -> None:
 
 def pytest_runtest_logfinish(nodeid, location) -> None:
     state = _phases.pop(nodeid, None) or {"outcome": "error", "message": "no report", "duration": 0.0}
-    _emit(event="result", nodeid=nodeid, outcome=state["outcome"],
+    _emit(event=EVENT_RESULT, nodeid=nodeid, outcome=state["outcome"],
           duration=round(state["duration"], 4), message=state["message"])
 
 

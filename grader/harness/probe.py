@@ -31,10 +31,14 @@ from typing import Any, Callable
 
 try:  # harness module; binds its clocks on import, before candidate code runs
     import cpu_timing
-    from wire import STARTED
+    from wire import (EVENT_BANDWIDTH, EVENT_CASE, EVENT_DONE, EVENT_ENV, EVENT_IMPORT_ERROR, EVENT_LATENCY,
+                      EVENT_MISSING_ENTRY, EVENT_MODEL_CASE, EVENT_STARTED, EVENT_TAMPER, IMPORT_HUNG, PROBE_FILE,
+                      PROBE_MESSAGE_CAP, STARTED, output_file)
 except ModuleNotFoundError:  # imported on the host, as part of the grader package
     from . import cpu_timing  # type: ignore[no-redef]
-    from .wire import STARTED  # type: ignore[no-redef]
+    from .wire import (EVENT_BANDWIDTH, EVENT_CASE, EVENT_DONE, EVENT_ENV,  # type: ignore[no-redef]
+                       EVENT_IMPORT_ERROR, EVENT_LATENCY, EVENT_MISSING_ENTRY, EVENT_MODEL_CASE, EVENT_STARTED,
+                       EVENT_TAMPER, IMPORT_HUNG, PROBE_FILE, PROBE_MESSAGE_CAP, STARTED, output_file)
 
 # Captured before any candidate code can run: the probe times with these, and compares
 # them with what the names point to afterwards.
@@ -48,8 +52,6 @@ _TIMERS = ("time.perf_counter", "time.perf_counter_ns", "time.monotonic", "time.
            "__main__.run_latency", "__main__.run_model", "__main__._perf_counter", "__main__.Output.line",
            "kernel_trace.trace_launches", "kernel_trace.compile_for_sm90", "kernel_trace._Tracer.account",
            "kernel_trace._Tracer.finish", "kernel_trace._hooks", "kernel_trace.sample_grid")
-
-MESSAGE_CAP = 1500
 
 
 def _resolve(dotted: str) -> Any:
@@ -132,9 +134,6 @@ def load_entry(entry: str, submission: str) -> tuple[Any, str]:
     return importlib.import_module(module_name), function
 
 
-IMPORT_HUNG = "importing the submission did not finish within"
-
-
 def _import_watchdog(out: "Output", seconds: float) -> threading.Timer | None:
     """A timer that reports an import still running after `seconds` and ends the process: an import that
     loops or forks without end costs that long, not the run's wall clock. None when seconds is 0."""
@@ -142,7 +141,7 @@ def _import_watchdog(out: "Output", seconds: float) -> threading.Timer | None:
         return None
 
     def fire() -> None:
-        out.line(event="import_error", message=f"{IMPORT_HUNG} {seconds:g} s", hung=True)
+        out.line(event=EVENT_IMPORT_ERROR, message=f"{IMPORT_HUNG} {seconds:g} s", hung=True)
         os._exit(0)
 
     timer = threading.Timer(seconds, fire)
@@ -152,11 +151,11 @@ def _import_watchdog(out: "Output", seconds: float) -> threading.Timer | None:
 
 
 class Output:
-    """Appends one JSON line per event to out/probe.jsonl, flushed at once."""
+    """Appends one JSON line per event to out/probe.jsonl (wire.PROBE_FILE), flushed at once."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.handle = open(out / "probe.jsonl", "a", encoding="utf-8")
+        self.handle = open(out / PROBE_FILE, "a", encoding="utf-8")
 
     def line(self, **event: Any) -> None:
         self.handle.write(json.dumps(event) + "\n")
@@ -164,7 +163,7 @@ class Output:
 
 
 def _error_text(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[-MESSAGE_CAP:]
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()[-PROBE_MESSAGE_CAP:]
 
 
 def _sync(device: str) -> None:
@@ -193,7 +192,7 @@ def _save_output(out_dir: Path, index: int, tensor: Any, rows: list[int] | None)
     data = tensor.detach().to("cpu")
     if rows is not None:
         data = data[[r for r in rows if r < data.shape[0]]]
-    name = f"output-{index}.safetensors"
+    name = output_file(index)
     save_file({"output": data.contiguous()}, str(out_dir / name))
     return name
 
@@ -215,7 +214,7 @@ def run_outputs(config: dict, spec, fn: Callable, out: Output) -> None:
     for index, name in enumerate(config["cases"]):
         case = cases[name]
         started = _perf_counter()
-        event: dict[str, Any] = {"event": "case", "index": index, "case": name}
+        event: dict[str, Any] = {"event": EVENT_CASE, "index": index, "case": name}
         try:
             # A decoy call first, then the real inputs copied into the decoy's buffers: a
             # result cached by data_ptr() returns the decoy's output and fails the comparison.
@@ -274,7 +273,7 @@ def run_latency(config: dict, spec, fn: Callable, baseline: Callable, out: Outpu
             files[str(round_index)] = {"pool_index": pool_index,
                                        "file": _save_output(out.out, index * 10000 + round_index, result, None),
                                        **_describe(result)}
-        out.line(event="latency", index=index, case=name, checked=files, **stats)
+        out.line(event=EVENT_LATENCY, index=index, case=name, checked=files, **stats)
 
 
 # -- model mode ---------------------------------------------------------------------------
@@ -295,7 +294,7 @@ def run_model(config: dict, spec, fn: Callable, entry: str, out: Output) -> None
     for index, name in enumerate(config["cases"]):
         case = cases[name]
         started = _perf_counter()
-        event: dict[str, Any] = {"event": "model_case", "index": index, "case": name, "entry": entry}
+        event: dict[str, Any] = {"event": EVENT_MODEL_CASE, "index": index, "case": name, "entry": entry}
         try:
             # Twice: the first call pays one-off costs (lazy imports, autotune, caches) that would
             # otherwise look like CPU time no recorded kernel or op explains.
@@ -370,16 +369,16 @@ def main() -> int:
     if config["mode"] == "model":  # before any kernel runs: it snapshots triton.language (kernel_trace.py)
         import kernel_trace  # noqa: F401  (imported for its side effect)
     before = snapshot({"baseline": baseline} if baseline else None)
-    out.line(event="started", mode=config["mode"])
+    out.line(event=EVENT_STARTED, mode=config["mode"])
     import torch
-    out.line(event="env", python=sys.version.split()[0], torch=torch.__version__,
+    out.line(event=EVENT_ENV, python=sys.version.split()[0], torch=torch.__version__,
              triton=getattr(sys.modules.get("triton"), "__version__", None))
     entries = config.get("entries") or [config["entry"]]  # model mode: the first one defined is used
     watchdog = _import_watchdog(out, float(config.get("import_timeout", 0)))
     try:
         module, _ = load_entry(entries[0], os.environ["MLGRADE_SUBMISSION"])
     except BaseException as exc:  # an import that fails or exits is the candidate's verdict
-        out.line(event="import_error", message=_error_text(exc))
+        out.line(event=EVENT_IMPORT_ERROR, message=_error_text(exc))
         return 0
     finally:
         if watchdog is not None:
@@ -389,20 +388,21 @@ def main() -> int:
     entry, fn = next(((e, f) for e, f in found if callable(f)), (entries[0], None))
     if not callable(fn):  # an optional entry (a Triton kernel) the candidate did not write
         function = entries[0].partition(":")[2]
-        out.line(event="missing_entry", message=f"{module.__name__}.py defines no function {function}")
+        out.line(event=EVENT_MISSING_ENTRY, message=f"{module.__name__}.py defines no function {function}")
         return 0
     after_import = snapshot({"baseline": baseline} if baseline else None)
     # Reported at once: a run that then hangs or is killed still leaves this evidence.
-    out.line(event="tamper", stage="import", changed=_changed(before, after_import))
+    out.line(event=EVENT_TAMPER, stage="import", changed=_changed(before, after_import))
     if config["mode"] == "outputs":
         run_outputs(config, spec, fn, out)
     elif config["mode"] == "model":
         run_model(config, spec, fn, entry, out)
     else:
-        out.line(event="bandwidth", copy_gbs=copy_bandwidth_gbs(config["device"]))
+        out.line(event=EVENT_BANDWIDTH, copy_gbs=copy_bandwidth_gbs(config["device"]))
         run_latency(config, spec, fn, baseline, out)
-    out.line(event="tamper", stage="run", changed=_changed(before, snapshot({"baseline": baseline} if baseline else None)))
-    out.line(event="done")
+    out.line(event=EVENT_TAMPER, stage="run",
+             changed=_changed(before, snapshot({"baseline": baseline} if baseline else None)))
+    out.line(event=EVENT_DONE)
     return 0
 
 

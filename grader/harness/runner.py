@@ -14,16 +14,15 @@ segfault, sys.exit from candidate code), it records that test and starts a new c
 the tests still to run. Every verdict is appended and flushed to the results file at
 once, so a sandbox killed mid-run still leaves the results so far. Standard library only.
 
-Each results line carries an HMAC made with a key the grader sends on stdin. The key is
-read before any candidate code starts, and the runner then makes itself non-dumpable so
-that candidate processes (same uid, no capabilities) cannot read it from /proc. Lines
-that candidate code writes into the results file therefore fail the grader's check.
+Each results line carries an HMAC made with a key the grader sends on stdin (`wire.sign`;
+wire.py defines the line format). The key is read before any candidate code starts, and the
+runner then makes itself non-dumpable so that candidate processes (same uid, no capabilities)
+cannot read it from /proc. Lines that candidate code writes into the results file therefore
+fail the grader's check.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -35,17 +34,18 @@ import time
 from pathlib import Path
 
 try:  # harness module
-    from wire import COLLECTION_HUNG, STARTED
+    from wire import (ANOMALY_CAP, COLLECTION_HUNG, EVENT_ANOMALY, EVENT_COLLECT_ERROR, EVENT_COLLECTED, EVENT_DONE,
+                      EVENT_ENV, EVENT_RESULT, EVENT_START, EVENT_STARTED, MAX_ANOMALIES, MESSAGE_CAP, RESULTS_FILE,
+                      STARTED, nodeid_matches, sign)
+    from wire import PLUGIN_OUTCOMES as OUTCOMES
 except ModuleNotFoundError:  # imported on the host, as part of the grader package
-    from .wire import COLLECTION_HUNG, STARTED  # type: ignore[no-redef]
+    from .wire import (ANOMALY_CAP, COLLECTION_HUNG, EVENT_ANOMALY, EVENT_COLLECT_ERROR,  # type: ignore[no-redef]
+                       EVENT_COLLECTED, EVENT_DONE, EVENT_ENV, EVENT_RESULT, EVENT_START, EVENT_STARTED,
+                       MAX_ANOMALIES, MESSAGE_CAP, RESULTS_FILE, STARTED, nodeid_matches, sign)
+    from .wire import PLUGIN_OUTCOMES as OUTCOMES  # type: ignore[no-redef]
 
 HARNESS = Path(__file__).resolve().parent
 POLL_S = 0.05
-MAX_ANOMALIES = 20  # anomaly lines recorded per run (the count goes on)
-
-
-def _matches(pattern: str, nodeid: str) -> bool:
-    return nodeid == pattern or nodeid.startswith(pattern + "::") or nodeid.startswith(pattern + "[")
 
 
 def _parse(line: str) -> dict | None:
@@ -57,12 +57,9 @@ def _parse(line: str) -> dict | None:
         return None
     if not isinstance(event, dict) or not isinstance(event.get("event"), str):
         return None
-    if event["event"] in ("start", "result", "collected") and not isinstance(event.get("nodeid"), str):
+    if event["event"] in (EVENT_START, EVENT_RESULT, EVENT_COLLECTED) and not isinstance(event.get("nodeid"), str):
         return None
     return event
-
-
-OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
 def _result(event: dict) -> dict:
@@ -71,8 +68,8 @@ def _result(event: dict) -> dict:
     duration = event.get("duration")
     duration = float(duration) if isinstance(duration, (int, float)) and 0 <= duration < 1e9 else 0.0
     message = event.get("message") if isinstance(event.get("message"), str) else ""
-    return {"event": "result", "nodeid": event["nodeid"], "outcome": outcome, "duration": duration,
-            "message": message[-2000:]}
+    return {"event": EVENT_RESULT, "nodeid": event["nodeid"], "outcome": outcome, "duration": duration,
+            "message": message[-MESSAGE_CAP:]}
 
 
 def _read_key() -> bytes:
@@ -85,20 +82,13 @@ def _read_key() -> bytes:
     return key
 
 
-def sign(key: bytes, line: dict) -> str:
-    """The canonical JSON of line with its HMAC-SHA256 under key added as "mac"."""
-    body = json.dumps(line, sort_keys=True, separators=(",", ":"))
-    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
-    return json.dumps({**line, "mac": mac}, sort_keys=True, separators=(",", ":"))
-
-
 class Runner:
     def __init__(self, config: dict, key: bytes) -> None:
         self.config = config
         self.key = key
         self.tests = os.environ["MLGRADE_TESTS"]
         self.submission = os.environ["MLGRADE_SUBMISSION"]
-        self.results = open(Path(os.environ["MLGRADE_OUT"]) / "results.jsonl", "a", encoding="utf-8")
+        self.results = open(Path(os.environ["MLGRADE_OUT"]) / RESULTS_FILE, "a", encoding="utf-8")
         self.scratch = Path(tempfile.mkdtemp(prefix="mlgrade-events-"))
         self.events_path = self.scratch / "events.jsonl"
         self.anomalies = 0
@@ -109,7 +99,7 @@ class Runner:
 
     def timeout_for(self, nodeid: str) -> float:
         for pattern, seconds in self.config.get("timeouts", {}).items():
-            if _matches(pattern, nodeid):
+            if nodeid_matches(pattern, nodeid):
                 return float(seconds)
         return float(self.config.get("default_timeout", 30))
 
@@ -143,15 +133,15 @@ class Runner:
         with open(self.events_path, encoding="utf-8") as events:
             for line in events:
                 event = _parse(line)
-                if event is not None and event["event"] in ("collected", "collect_error"):
+                if event is not None and event["event"] in (EVENT_COLLECTED, EVENT_COLLECT_ERROR):
                     self.record(**event)
-        self.record(event="done", exit_code=child.returncode)
+        self.record(event=EVENT_DONE, exit_code=child.returncode)
         return 0
 
     def anomaly(self, message: str) -> None:
         """An event the plugin never writes in that order: evidence that candidate code wrote it."""
         if self.anomalies < MAX_ANOMALIES:
-            self.record(event="anomaly", message=message[:500])
+            self.record(event=EVENT_ANOMALY, message=message[:ANOMALY_CAP])
         self.anomalies += 1
 
     def run(self) -> int:
@@ -173,9 +163,9 @@ class Runner:
                 else:
                     reason = f"not run: pytest exited with code {child.returncode} before this test started"
                 for nodeid in remaining:
-                    self.record(event="result", nodeid=nodeid, outcome="error", duration=0.0, message=reason)
+                    self.record(event=EVENT_RESULT, nodeid=nodeid, outcome="error", duration=0.0, message=reason)
                 break
-        self.record(event="done")
+        self.record(event=EVENT_DONE)
         return 0
 
     @property
@@ -203,7 +193,7 @@ class Runner:
                     if event is None:
                         continue
                     kind = event["event"]
-                    if kind == "start":
+                    if kind == EVENT_START:
                         nodeid = event["nodeid"]
                         if current is not None:
                             self.anomaly(f"{nodeid} started while {current} had not reported a result")
@@ -211,18 +201,18 @@ class Runner:
                             self.anomaly(f"a start event for {nodeid}, which was not to run")
                         else:
                             current, started = nodeid, time.monotonic()
-                    elif kind == "result":
+                    elif kind == EVENT_RESULT:
                         if event["nodeid"] != current:
                             self.anomaly(f"a result for {event['nodeid']}, which was not running")
                             continue
                         finished.add(current)
                         current, started = None, time.monotonic()
                         self.record(**_result(event))
-                    elif kind == "collect_error":
+                    elif kind == EVENT_COLLECT_ERROR:
                         collect_errors.append(str(event.get("message", "")))
                 if current is not None and time.monotonic() - started > self.timeout_for(current):
                     self.kill(child)
-                    self.record(event="result", nodeid=current, outcome="timeout",
+                    self.record(event=EVENT_RESULT, nodeid=current, outcome="timeout",
                                 duration=round(time.monotonic() - started, 3),
                                 message=f"exceeded the per-test timeout of {self.timeout_for(current):g} s")
                     return finished, current, False
@@ -236,7 +226,8 @@ class Runner:
         if current is not None:
             code = child.returncode
             how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            self.record(event="result", nodeid=current, outcome="crashed", duration=round(time.monotonic() - started, 3),
+            self.record(event=EVENT_RESULT, nodeid=current, outcome="crashed",
+                        duration=round(time.monotonic() - started, 3),
                         message=f"the test process {how} during this test")
             self.kill(child)  # reap any workers left in its group
             return finished, current, False
@@ -256,8 +247,8 @@ def main() -> int:
     print(STARTED, flush=True)
     config = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     runner = Runner(config, _read_key())
-    runner.record(event="started")
-    runner.record(event="env", python=sys.version.split()[0], torch=_version("torch"), triton=_version("triton"))
+    runner.record(event=EVENT_STARTED)
+    runner.record(event=EVENT_ENV, python=sys.version.split()[0], torch=_version("torch"), triton=_version("triton"))
     try:
         return runner.collect() if config["mode"] == "collect" else runner.run()
     finally:
