@@ -9,16 +9,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from .errors import BadInput
 
-SLUG = r"^[a-z0-9][a-z0-9-]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .checks import KINDS
+from .checks.base import SLUG, Strict as _Strict
+from .checks.pytest_check import matches  # noqa: F401  (re-exported: node-id prefixes are part of the format)
 
 
 class LimitsSpec(_Strict):
@@ -31,85 +28,13 @@ class LimitsSpec(_Strict):
     file_size_mb: int = Field(64, ge=1)
 
 
-class _CheckBase(_Strict):
-    id: str = Field(pattern=SLUG)
-    title: str = Field(min_length=1)
-    visibility: Literal["public", "hidden"]
-    points: float = Field(gt=0)
-    device: Literal["cpu", "cuda", "any"] = "any"  # gradings on another device leave the check out
-
-    def owns(self, nodeid: str) -> bool:
-        """True when the pytest node id belongs to this check (only pytest checks own tests)."""
-        return False
-
-
-class PytestCheck(_CheckBase):
-    """Points for the pytest tests under the given node-id prefixes."""
-
-    kind: Literal["pytest"] = "pytest"
-    tests: list[str] = Field(min_length=1)
-    timeout_s: float | None = Field(None, gt=0)
-    partial_credit: bool = True  # False: the points need every test of the check to pass (an invariant)
-
-    @model_validator(mode="after")
-    def _tests_match_visibility(self) -> "PytestCheck":
-        for pattern in self.tests:
-            if not pattern.startswith(self.visibility + "/"):
-                raise ValueError(f"test {pattern!r} is not under {self.visibility}/ like its check")
-        return self
-
-    def owns(self, nodeid: str) -> bool:
-        return any(matches(pattern, nodeid) for pattern in self.tests)
-
-
-class OutputsCheck(_CheckBase):
-    """Points for outputs that match the spec's float64 reference, compared on the host.
-
-    The sandbox only runs the candidate's function on inputs made from the spec's cases and
-    writes what came out; the verdict is computed outside the candidate's process.
-    """
-
-    kind: Literal["outputs"]
-    entry: Literal["entry", "triton_entry"] = "entry"  # which of the spec's ENTRY / TRITON_ENTRY to call
-    mode: Literal["cpu", "interpret", "cuda"] = "cpu"  # interpret: Triton kernels on CPU (TRITON_INTERPRET=1)
-    partial_credit: bool = True
-
-
-class LatencyCheck(_CheckBase):
-    """Points for the speed-up over the baseline, relative to the reference's speed-up in the same grading."""
-
-    kind: Literal["latency"]
-    requires: list[str] = []  # check ids that must pass fully, else this check scores 0
-    full_at: float = Field(0.85, gt=0, le=1)  # fraction of the reference's log-speed-up that earns full points
-    baseline_agreement: float = Field(2.0, gt=1)  # max ratio of in-run to clean-process baseline times (CPU noise)
-    wall_agreement: float = Field(0.5, gt=0, le=1)  # min (summed timed calls / wall clock of the same calls)
-    threads: int = Field(1, ge=1)  # CPU timing threads: one is the steadiest on a shared machine
-    partial_credit: bool = True
-
-
-class ModelCheck(_CheckBase):
-    """Points for the modelled GPU time of the submission's GPU path, relative to the reference's.
-
-    For CPU graders: the spec's `model_cases()` are traced under the Triton interpreter (the first
-    of `entries` the submission defines), every launched kernel is built for sm_90, and the host
-    models one call on an H100 (grader/checks/gpu_model.py). Modelled, not measured: the report
-    says so."""
-
-    kind: Literal["model"]
-    entries: list[Literal["entry", "triton_entry"]] = ["triton_entry", "entry"]
-    requires: list[str] = []  # check ids whose cases must all pass (or be skipped), else 0
-    full_at: float = Field(0.8, gt=0, le=1)  # modelled throughput relative to the reference for full points
-    sample_programs: int = Field(32, ge=1)  # programs interpreted per kernel launch
-    partial_credit: bool = True
-
-
 def _kind(value: object) -> str:
     return value.get("kind", "pytest") if isinstance(value, dict) else getattr(value, "kind", "pytest")
 
 
-CHECK_KINDS = ("pytest", "outputs", "latency", "model")
-Check = Annotated[Union[Annotated[PytestCheck, Tag("pytest")], Annotated[OutputsCheck, Tag("outputs")],
-                        Annotated[LatencyCheck, Tag("latency")], Annotated[ModelCheck, Tag("model")]],
+# The kind list: each registered kind's spec model, told apart by its `kind` key (default pytest).
+CHECK_KINDS = tuple(KINDS)
+Check = Annotated[Union[tuple(Annotated[kind.spec, Tag(name)] for name, kind in KINDS.items())],  # type: ignore[misc]
                   Discriminator(_kind, custom_error_type="check_kind",
                                 custom_error_message=f"kind must be one of {', '.join(CHECK_KINDS)}")]
 
@@ -155,7 +80,7 @@ class Manifest(_Strict):
                 raise ValueError(f"path {path!r} must be relative and stay inside its folder")
         ids = {c.id for c in self.checks}
         for check in self.checks:
-            if check.kind in ("outputs", "latency", "model") and not self.spec:
+            if KINDS[check.kind].needs_spec and not self.spec:
                 raise ValueError(f"check {check.id} of kind {check.kind} needs the top-level key spec")
             for needed in getattr(check, "requires", []):
                 if needed not in ids or needed == check.id:
@@ -169,11 +94,6 @@ class Manifest(_Strict):
     @property
     def total_points(self) -> float:
         return sum(c.points for c in self.checks)
-
-
-def matches(pattern: str, nodeid: str) -> bool:
-    """Node-id prefix match: a file, file::test, or file::test[param], never a partial name."""
-    return nodeid == pattern or nodeid.startswith(pattern + "::") or nodeid.startswith(pattern + "[")
 
 
 def _where(loc: tuple) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import random
 import secrets
 import shutil
 import tempfile
@@ -25,27 +24,21 @@ from sandbox import BackendUnavailable, Limits, Mount, RunResult, SandboxError, 
 from .cleanup import remove_tree
 from .errors import BadInput, InfraError
 from .exercises import Exercise
-from .checks import kernel_model as model_check
-from .checks import latency as latency_check
-from .checks import outputs as outputs_check
+from .checks import KINDS
+from .checks.base import Context, Kind, Outcome
 from .checks.probe_output import ProbeOutput, read_probe
-from .checks.spec import load_spec
-from .harness.wire import COLLECTION_HUNG, STARTED
-from .integrity import Integrity, run_evidence, scan_evidence
+from .harness.wire import STARTED
+from .integrity import Integrity, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
 from .report import SCHEMA_ID, UNSANDBOXED, validate_report
 from .results import RunResults, read_results
-from .scoring import CheckScore, percent, score_pytest_check
-from .sentinels import plant, tripped
+from .scoring import CheckScore, percent
 
 HARNESS = Path(__file__).resolve().parent / "harness"
 BOX = "/mlgrade"  # where things appear inside the sandbox
 TAIL = 4000  # characters of sandbox stdout/stderr kept in the grader view
 COLLECT_WALL_S = 180.0
-LATENCY_MIN_WALL_S = 120.0
-LATENCY_WALL_FACTOR = 4.0
-COLLECT_TIMEOUT_FACTOR = 2.0  # collecting (importing the submission) may take this many per-test timeouts
 
 
 def _now() -> str:
@@ -98,12 +91,6 @@ def _overlay(starter: Path, submission: Path, dest: Path) -> None:
     shutil.copytree(submission, dest, dirs_exist_ok=True)
 
 
-def _reference_workspace(exercise: Exercise, dest: Path) -> None:
-    """The reference over the starter at dest, made once per grading (model and latency checks share it)."""
-    if not dest.exists():
-        _overlay(exercise.starter, exercise.reference, dest)
-
-
 class Grader:
     """Grades submissions with one backend; remembers each exercise's collected tests."""
 
@@ -114,7 +101,7 @@ class Grader:
             raise InfraError(str(exc)) from None
         self.progress = progress or (lambda message: None)
         self._collected: dict[str, list[str]] = {}
-        self._reference_models: dict[tuple[str, str], ProbeOutput] = {}
+        self._cache: dict[Any, Any] = {}  # for check kinds: deterministic results kept across gradings
 
     # -- sandbox runs -------------------------------------------------------------------
     def _limits(self, exercise: Exercise, wall_s: float | None = None) -> Limits:
@@ -203,7 +190,10 @@ class Grader:
     # -- grading ------------------------------------------------------------------------
     def grade(self, exercise: Exercise, submission_path: Path, *, device: str = "auto",
               seed: int = 0) -> dict[str, Any]:
-        """Grade one submission; return the grader-view report (validated against the schema)."""
+        """Grade one submission; return the grader-view report (validated against the schema).
+
+        Each check kind (grader/checks/) grades its checks in registry order and returns their
+        outcomes; this folds them into one report."""
         started, clock = _now(), time.monotonic()
         device = resolve_device(exercise, device)
         checks = [c for c in exercise.manifest.checks if c.device in ("any", device)]
@@ -214,149 +204,46 @@ class Grader:
                                 starter=exercise.starter)  # refuses paths that clash with the starter
             workspace = Path(tmp, "workspace")
             _overlay(exercise.starter, submission.root, workspace)
-            label = f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})"
             grading.integrity.scan = scan_submission(submission.root)  # reads files, never runs them
             grading.integrity.add(scan_evidence(grading.integrity.scan))
-            if any(c.kind == "pytest" for c in checks):
-                self._grade_pytest(exercise, workspace, checks, grading, label, Path(tmp, "tests"))
-            for check in checks:
-                if check.kind == "outputs":
-                    self._grade_outputs(exercise, workspace, check, grading, label)
-            for check in checks:
-                if check.kind == "model":
-                    self._grade_model(exercise, workspace, Path(tmp, "reference"), check, grading, label)
-            for check in checks:
-                if check.kind == "latency":
-                    self._grade_latency(exercise, workspace, Path(tmp, "reference"), check, grading, label)
+            context = self._context(exercise, workspace, Path(tmp),
+                                    f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})",
+                                    device, seed)
+            for kind in KINDS.values():
+                mine = [c for c in checks if c.kind == kind.name]
+                if mine:
+                    for check_id, outcome in kind.grade(context, mine).items():
+                        grading.fold(kind, outcome)
+                        context.scores[check_id] = outcome.score
+                        context.import_hung = context.import_hung or outcome.import_hung
         if grading.integrity.tampered:  # verdicts from the candidate's process are void (integrity.py)
             for check in checks:
-                if check.kind == "pytest":
-                    grading.scores[check.id] = grading.integrity.void(grading.scores[check.id])
-        scores = [grading.scores[c.id] for c in checks]
+                if KINDS[check.kind].candidate_verdicts:
+                    context.scores[check.id] = grading.integrity.void(context.scores[check.id])
+        scores = [context.scores[c.id] for c in checks]
         report = self._report(exercise, submission, scores, grading, started, time.monotonic() - clock)
         validate_report(report)
         return report
 
-    def _grade_pytest(self, exercise: Exercise, workspace: Path, checks: list, grading: "_Grading",
-                      label: str, tests_copy: Path) -> None:
-        # Tests of checks left out on this device (a CUDA-only check on a CPU grading) are not run.
-        expected = [n for n in self.collect(exercise) if any(c.owns(n) for c in checks)]
-        # Sentinels that every submission fails are planted in a copy of the tests, fresh per grading.
-        planted = plant(exercise.tests, tests_copy, expected, random.Random(secrets.randbits(64)))
-        self.progress(f"{label}: running {len(expected)} tests")
-        limits = exercise.manifest.limits
-        config = {"mode": "run", "nodeids": list(planted.nodeids), "default_timeout": limits.test_timeout_s,
-                  "collect_timeout": COLLECT_TIMEOUT_FACTOR * limits.test_timeout_s,
-                  "timeouts": {p: c.timeout_s for c in checks if c.kind == "pytest" and c.timeout_s for p in c.tests}}
-        run, results = self._run_harness(exercise, workspace, config, grading.device, grading.seed,
-                                         tests=planted.tests)
-        grading.add_run("pytest", run)
-        grading.env = results.env
-        grading.complete &= results.done
-        grading.malformed += results.malformed_lines + results.unauthenticated_lines
-        grading.integrity.add(run_evidence(tripped(planted, {n: t.outcome for n, t in results.tests.items()}),
-                                           results.anomalies, results.unauthenticated_lines))
-        results.tests = planted.real(results.tests)  # renamed tests' results under their real names
-        hung = next((t.message for t in results.tests.values() if t.message.startswith(COLLECTION_HUNG)), None)
-        if hung:  # the probes of later checks import the same code: they are judged without a run
-            grading.import_hung = hung.removeprefix("not run: ")
-        grading.warnings += self._result_warnings(expected, results)
-        for check in checks:
-            if check.kind == "pytest":
-                grading.scores[check.id] = score_pytest_check(check, expected, results)
+    def _context(self, exercise: Exercise, workspace: Path, scratch: Path, label: str, device: str,
+                 seed: int) -> Context:
+        def reference_workspace() -> Path:
+            """The reference over the starter, made once per grading (model and latency checks share it)."""
+            dest = scratch / "reference"
+            if not dest.exists():
+                _overlay(exercise.starter, exercise.reference, dest)
+            return dest
 
-    def _spec(self, exercise: Exercise):
-        return load_spec(exercise.root / str(exercise.manifest.spec))
+        def run_harness(code: Path, config: dict[str, Any], device: str, seed: int, **kw: Any):
+            return self._run_harness(exercise, code, config, device, seed, **kw)
 
-    def _spec_path(self, exercise: Exercise) -> str:
-        """The spec's path relative to the tests folder (mounted at /mlgrade/tests)."""
-        return str((exercise.root / str(exercise.manifest.spec)).relative_to(exercise.tests))
+        def probe(code: Path, config: dict[str, Any], device: str, seed: int, judge, **kw: Any):
+            return self._probe(exercise, code, config, device, seed, judge, **kw)
 
-    def _grade_outputs(self, exercise: Exercise, workspace: Path, check, grading: "_Grading", label: str) -> None:
-        spec = self._spec(exercise)
-        device = "cuda" if check.mode == "cuda" else "cpu"
-        config = outputs_check.probe_config(check, spec, self._spec_path(exercise), device)
-        env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
-        config["import_timeout"] = exercise.manifest.limits.test_timeout_s
-        if grading.import_hung:  # it would hang again: judged without a run
-            hung = ProbeOutput(lines=[{"event": "started"}, {"event": "import_error", "message": grading.import_hung}])
-            grading.scores[check.id] = outputs_check.judge_outputs(check, spec, hung, workspace, device)
-            return
-        self.progress(f"{label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
-        def judge(probe: ProbeOutput, out: Path) -> CheckScore:
-            grading.note_env(probe.first("env") or {})
-            error = probe.first("import_error") or {}
-            if error.get("hung") is True:
-                grading.import_hung = str(error.get("message", ""))[:300]
-            return outputs_check.judge_outputs(check, spec, probe, out, device)
-
-        run, score = self._probe(exercise, workspace, config, device, grading.seed, judge, env)
-        grading.add_run(check.id, run)
-        grading.scores[check.id] = score
-
-    def _blocked(self, check, grading: "_Grading") -> list[str]:
-        """Required checks with a case that went wrong: "skipped" is an optional entry (a Triton
-        kernel) that was not attempted, which costs that check's points but is not wrong."""
-        return [r for r in check.requires if r in grading.scores
-                and any(t.outcome not in ("passed", "skipped") for t in grading.scores[r].tests)]
-
-    def _grade_model(self, exercise: Exercise, workspace: Path, reference_ws: Path, check,
-                     grading: "_Grading", label: str) -> None:
-        spec = self._spec(exercise)
-        config = model_check.probe_config(spec, self._spec_path(exercise), check)
-        env = {"TRITON_INTERPRET": "1", "TORCHDYNAMO_DISABLE": "1"}  # compiled code is modelled as eager ops
-        empty = ProbeOutput()
-        blocked = self._blocked(check, grading)
-        if blocked:
-            score, section = model_check.judge_model(check, spec, empty, empty, blocked)
-        else:
-            key = (exercise.version_hash, check.id)
-            if key not in self._reference_models:  # deterministic: traced once per exercise version
-                _reference_workspace(exercise, reference_ws)
-                self.progress(f"{label}: {check.id}: tracing the reference's kernels (once per exercise version)")
-                run_ref, probe_ref = self._probe(exercise, reference_ws, config, "cpu", 0, lambda p, out: p, env)
-                grading.add_run(f"{check.id}-reference", run_ref)
-                self._reference_models[key] = probe_ref
-            self.progress(f"{label}: {check.id}: tracing the GPU path's kernels and building them for sm_90")
-            run, (score, section) = self._probe(
-                exercise, workspace, config, "cpu", grading.seed,
-                lambda probe, out: model_check.judge_model(check, spec, probe, self._reference_models[key], []),
-                env)
-            grading.add_run(check.id, run)
-        grading.scores[check.id] = score
-        grading.model.append(section)
-
-    def _grade_latency(self, exercise: Exercise, workspace: Path, reference_ws: Path, check,
-                       grading: "_Grading", label: str) -> None:
-        spec = self._spec(exercise)
-        device = grading.device
-        blocked = self._blocked(check, grading)
-        config = latency_check.probe_config(spec, self._spec_path(exercise), spec.ENTRY, spec.BASELINE, device,
-                                            check.threads, grading.seed)
-        empty = ProbeOutput()
-        if blocked:
-            score, section = latency_check.judge_latency(check, spec, device, empty, reference_ws, empty, blocked)
-        else:
-            _reference_workspace(exercise, reference_ws)
-            self.progress(f"{label}: {check.id}: timing the reference and the baseline in a clean process")
-            env = dict(latency_check.ALLOCATOR_ENV)
-            run_b, probe_b = self._probe(exercise, reference_ws, config, device, grading.seed, lambda p, out: p,
-                                         env=env)
-            grading.add_run(f"{check.id}-clean", run_b)
-            self.progress(f"{label}: {check.id}: timing the candidate beside the baseline")
-            # The candidate's run gets a few times what the clean run took plus the documented warm-up
-            # allowance per case, not the whole wall budget: a submission that stalls the timing loop
-            # must not hold the grader for long.
-            warmup = len(config["cases"]) * 2 * config["warmup_limit_s"]
-            wall = min(exercise.manifest.limits.wall_s,
-                       max(LATENCY_MIN_WALL_S, LATENCY_WALL_FACTOR * run_b.wall_s) + warmup)
-            run_a, (score, section) = self._probe(
-                exercise, workspace, config, device, grading.seed,
-                lambda probe, out: latency_check.judge_latency(check, spec, device, probe, out, probe_b, []),
-                env=env, wall_s=wall)
-            grading.add_run(check.id, run_a)
-        grading.scores[check.id] = score
-        grading.latency.append(section)
+        return Context(exercise=exercise, workspace=workspace, scratch=scratch, device=device, seed=seed,
+                       label=label, progress=self.progress, run_harness=run_harness, probe=probe,
+                       reference_workspace=reference_workspace, collect=lambda: self.collect(exercise),
+                       cache=self._cache)
 
     def _report(self, exercise: Exercise, submission: Submission, scores: list[CheckScore], grading: "_Grading",
                 started: str, duration: float) -> dict[str, Any]:
@@ -402,10 +289,8 @@ class Grader:
             "warnings": self._warnings(exercise, grading),
             "integrity": grading.integrity.section(),
         }
-        if grading.latency:
-            report["latency"] = grading.latency
-        if grading.model:
-            report["model"] = grading.model
+        for name, entries in grading.sections.items():
+            report[name] = entries
         return report
 
     def _warnings(self, exercise: Exercise, grading: "_Grading") -> list[str]:
@@ -422,50 +307,28 @@ class Grader:
         tampering = grading.integrity.warning()
         return ([tampering] if tampering else []) + warnings + grading.warnings
 
-    def _result_warnings(self, expected: list[str], results: RunResults) -> list[str]:
-        warnings = []
-        if not results.started:
-            warnings.append("the results file was deleted or emptied during the run (by candidate code?); "
-                            "tests without a result count as failed")
-        elif not results.done:
-            warnings.append("the test runner did not report the end of the run")
-        if results.truncated:
-            warnings.append("the results file was over its size cap; the rest was ignored")
-        if results.malformed_lines:
-            warnings.append(f"{results.malformed_lines} malformed result lines were ignored")
-        if results.unauthenticated_lines:
-            warnings.append(f"{results.unauthenticated_lines} result lines were not signed by the test runner "
-                            "(written by candidate code?) and were ignored")
-        if results.conflicting:
-            warnings.append(f"{len(results.conflicting)} tests were reported twice with different outcomes "
-                            "(the first non-pass was kept)")
-        unknown = set(results.tests) - set(expected)  # sentinels are gone: planted.real() maps them out
-        if unknown:
-            warnings.append(f"{len(unknown)} results for tests the exercise does not define were ignored")
-        return warnings
-
 
 @dataclass
 class _Grading:
-    """What one grading accumulates across its sandbox runs."""
+    """What one grading's outcomes add up to, besides the scores (folded in by Grader.grade)."""
 
     device: str
     seed: int
-    scores: dict[str, CheckScore] = field(default_factory=dict)
     runs: list[tuple[str, RunResult]] = field(default_factory=list)
     env: dict[str, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    latency: list[dict[str, Any]] = field(default_factory=list)
-    model: list[dict[str, Any]] = field(default_factory=list)
+    sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # report key -> one entry per check
     complete: bool = True
     malformed: int = 0
     integrity: Integrity = field(default_factory=Integrity)
-    import_hung: str | None = None  # why the submission's import never finished, once a run saw it
 
-    def add_run(self, what: str, run: RunResult) -> None:
-        self.runs.append((what, run))
-
-    def note_env(self, env: dict[str, Any]) -> None:
-        """Versions seen inside the sandbox, from the first run that reported them."""
-        if not self.env:
-            self.env = {k: str(env[k])[:100] for k in ("python", "torch", "triton") if env.get(k)}
+    def fold(self, kind: Kind, outcome: Outcome) -> None:
+        self.runs += outcome.runs
+        self.warnings += outcome.warnings
+        self.integrity.add(outcome.evidence)
+        self.complete &= outcome.complete
+        self.malformed += outcome.malformed
+        if outcome.env and not self.env:  # versions seen inside the sandbox, from the first run that said
+            self.env = {k: str(outcome.env[k])[:100] for k in ("python", "torch", "triton") if outcome.env.get(k)}
+        if kind.section and outcome.section is not None:
+            self.sections.setdefault(kind.section, []).append(outcome.section)

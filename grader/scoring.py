@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .manifest import Check, Manifest
 from .results import RunResults, TestResult
 
+if TYPE_CHECKING:  # the manifest's models come from the check kinds, which score with this module
+    from .manifest import Check, Manifest
+
+STEP = 0.1  # measured and modelled scores move in tenths of a check's points (noise inside a step does not)
 MISSING = "no result reported (the test run crashed, hit a limit or was tampered with)"
 
 
@@ -92,7 +96,7 @@ def percent(scores: list[CheckScore]) -> float:
     return round(100.0 * sum(s.earned for s in scores) / total, 2) if total else 0.0
 
 
-def step_down(fraction: float, step: float = 0.1) -> float:
+def step_down(fraction: float, step: float = STEP) -> float:
     """fraction clamped to [0, 1] and rounded down to a step: measurement noise inside a step does not
     move a score between gradings."""
     return math.floor(min(1.0, max(0.0, fraction)) / step + 1e-9) * step

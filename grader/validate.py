@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .exercises import Exercise
-from .checks.latency import STEP as LATENCY_STEP
+from .checks import KINDS
+from .scoring import STEP
 from .pipeline import Grader, resolve_device
 
 STARTER_MAX_PERCENT = 10.0
@@ -38,23 +39,29 @@ class Validation:
 
 def _fingerprint(report: dict[str, Any]) -> tuple:
     """What must be identical across repeated gradings: every outcome and every deterministic score.
-    Latency checks are measured, not computed: they are compared with `_latency_points` instead."""
-    checks = [c for c in report["checks"] if c["kind"] != "latency"]
+    Measured checks (latency) are not computed: they are compared with `_measured_points` instead."""
+    checks = [c for c in report["checks"] if not _measured(c)]
     return (tuple((c["id"], c["points"]) for c in checks),
             tuple((t["nodeid"], t["outcome"]) for c in checks for t in c["tests"]))
 
 
-def _latency_points(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    return {c["id"]: (c["points"], c["max_points"]) for c in report["checks"] if c["kind"] == "latency"}
+def _measured(check: dict[str, Any]) -> bool:
+    """A check whose points come from timings: they may move by one scoring step between gradings."""
+    return KINDS[check["kind"]].measured
 
 
-def _latency_disagreement(reports: list[dict[str, Any]]) -> str | None:
-    """A latency check may move by one scoring step (a tenth of its points) between gradings, no more:
+def _measured_points(report: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {c["id"]: (c["points"], c["max_points"]) for c in report["checks"] if _measured(c)}
+
+
+def _measured_disagreement(reports: list[dict[str, Any]]) -> str | None:
+    """A measured (latency) check may move by one scoring step (a tenth of its points) between gradings, no more:
     timing on a shared machine is noisy, the quantisation absorbs most of it, and more is a real problem."""
-    for check_id, (points, maximum) in _latency_points(reports[0]).items():
-        seen = [_latency_points(r)[check_id][0] for r in reports]
-        if max(seen) - min(seen) > maximum * LATENCY_STEP + 1e-6:
-            return f"latency check {check_id} scored {', '.join(f'{p:g}' for p in seen)} (more than one step apart)"
+    for check_id, (points, maximum) in _measured_points(reports[0]).items():
+        seen = [_measured_points(r)[check_id][0] for r in reports]
+        if max(seen) - min(seen) > maximum * STEP + 1e-6:
+            kind = next(c["kind"] for c in reports[0]["checks"] if c["id"] == check_id)
+            return f"{kind} check {check_id} scored {', '.join(f'{p:g}' for p in seen)} (more than one step apart)"
     return None
 
 
@@ -97,7 +104,7 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
         if len({_fingerprint(r) for r in reports}) > 1:
             problems.append(f"{name}: {repeat} gradings disagree: "
                             f"{', '.join(str(r['score']['percent']) for r in reports)}")
-        noisy = _latency_disagreement(reports)
+        noisy = _measured_disagreement(reports)
         if noisy:
             problems.append(f"{name}: {noisy}")
         result.scores[name] = reports[0]["score"]["percent"]
@@ -162,16 +169,16 @@ def _deduction_problems(calibration, report: dict[str, Any]) -> list[str]:
     graded = {c["id"]: c for c in report["checks"]}  # checks of another device are left out
     for check in report["checks"]:
         lost = check["max_points"] - check["points"]
-        noise = check["max_points"] * LATENCY_STEP + 1e-6 if check["kind"] == "latency" else 1e-9
+        noise = check["max_points"] * STEP + 1e-6 if _measured(check) else 1e-9
         if lost > noise and check["id"] not in calibration.checks:
             problems.append(f"calibration {calibration.name} loses points in check {check['id']}, which its "
                             f"manifest entry does not name (checks = {', '.join(calibration.checks)})")
     for check_id in calibration.checks:
         check = graded.get(check_id)
-        if check and check["kind"] != "latency" and check["points"] >= check["max_points"]:
+        if check and not _measured(check) and check["points"] >= check["max_points"]:
             problems.append(f"calibration {calibration.name} names check {check_id} but loses nothing there")
     named = [graded[i] for i in calibration.checks if i in graded]
-    tested = [c for c in named if c["kind"] not in ("latency", "model")]
+    tested = [c for c in named if not KINDS[c["kind"]].priced_by_measurement]
     flagged = "flagged" in calibration.flaw
     fails_hidden = any(t["outcome"] != "passed" for c in report["checks"] if c["visibility"] == "hidden"
                        for t in c["tests"])

@@ -16,20 +16,67 @@ kernel and PyTorch op (the call is traced twice; the second, warm one is judged)
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..errors import InfraError
-from ..manifest import ModelCheck
 from ..results import TestResult
 from ..scoring import CheckScore, blocked_score, per_case_score, step_down
 from .gpu_model import H100, Modelled, model_call
 from .latency import STEP, number, replaced_after_import, us
+from .base import CheckSpec, Context, Kind, Outcome
 from .probe_output import ProbeOutput
 
 LABEL = "modelled, not measured"
 MIN_TRAFFIC = 0.9  # share of spec.bytes_moved(case) a trace must account for
 MAX_UNEXPLAINED = 0.5     # share of the call's CPU time spent outside every recorded kernel and op...
 MIN_UNEXPLAINED_S = 0.02  # ...that is also at least this much: work the trace cannot see
+
+
+TRACE_ENV = {"TRITON_INTERPRET": "1", "TORCHDYNAMO_DISABLE": "1"}  # compiled code is modelled as eager ops
+
+
+class ModelCheck(CheckSpec):
+    """Points for the modelled GPU time of the submission's GPU path, relative to the reference's.
+
+    For CPU graders: the spec's `model_cases()` are traced under the Triton interpreter (the first
+    of `entries` the submission defines), every launched kernel is built for sm_90, and the host
+    models one call on an H100 (grader/checks/gpu_model.py). Modelled, not measured: the report
+    says so."""
+
+    kind: Literal["model"]
+    entries: list[Literal["entry", "triton_entry"]] = ["triton_entry", "entry"]
+    requires: list[str] = []  # check ids whose cases must all pass (or be skipped), else 0
+    full_at: float = Field(0.8, gt=0, le=1)  # modelled throughput relative to the reference for full points
+    sample_programs: int = Field(32, ge=1)  # programs interpreted per kernel launch
+    partial_credit: bool = True
+
+
+def grade(ctx: Context, checks: list[ModelCheck]) -> dict[str, Outcome]:
+    return {check.id: _grade_one(ctx, check) for check in checks}
+
+
+def _grade_one(ctx: Context, check: ModelCheck) -> Outcome:
+    spec = ctx.spec_module()
+    config = probe_config(spec, ctx.spec_path(), check)
+    empty = ProbeOutput()
+    blocked = ctx.blocked(check)
+    if blocked:
+        score, section = judge_model(check, spec, empty, empty, blocked)
+        return Outcome(score, section=section)
+    runs = []
+    key = ("model-reference", ctx.exercise.version_hash, check.id)
+    if key not in ctx.cache:  # deterministic: traced once per exercise version and grader
+        reference_ws = ctx.reference_workspace()
+        ctx.progress(f"{ctx.label}: {check.id}: tracing the reference's kernels (once per exercise version)")
+        run_ref, ctx.cache[key] = ctx.probe(reference_ws, config, "cpu", 0, lambda p, out: p, env=TRACE_ENV)
+        runs.append((f"{check.id}-reference", run_ref))
+    ctx.progress(f"{ctx.label}: {check.id}: tracing the GPU path's kernels and building them for sm_90")
+    run, (score, section) = ctx.probe(
+        ctx.workspace, config, "cpu", ctx.seed,
+        lambda probe, out: judge_model(check, spec, probe, ctx.cache[key], []), env=TRACE_ENV)
+    return Outcome(score, runs=runs + [(check.id, run)], section=section)
 
 
 def probe_config(spec: ModuleType, spec_path: str, check: ModelCheck) -> dict[str, Any]:
@@ -132,3 +179,7 @@ def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
     return (f"modelled {us(row['modelled_us'])} on an H100 vs the reference's {us(row['reference_modelled_us'])}"
             f"{detail} -> {fraction:.0%} of this case's points ({LABEL})")
 
+
+
+KIND = Kind(name="model", spec=ModelCheck, grade=grade, priced_by_measurement=True, section="model",
+            needs_spec=True)

@@ -28,16 +28,17 @@ import math
 import statistics
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..errors import InfraError
-from ..manifest import LatencyCheck
 from ..results import TestResult
-from ..scoring import CheckScore, blocked_score, per_case_score, step_down
+from ..scoring import STEP, CheckScore, blocked_score, per_case_score, step_down
+from .base import CheckSpec, Context, Kind, Outcome
 from .probe_output import ProbeOutput, load_output
 
 ROOFLINE_SLACK = 1.25
-STEP = 0.1
 MAX_CLEAN_RSE = 0.05         # run B's medians must be known to within 5% (else: too noisy, exit 3)
 CPU_WALL_RATIO = 0.5         # candidate CPU/wall below this fraction of the baseline's: work hidden elsewhere
 WARMUP_LIMIT_S = 60.0        # per function and case; documented in the exercise briefs
@@ -46,6 +47,51 @@ ALLOCATOR_ENV = {            # glibc malloc fixed for timing runs: no dynamic mm
     "MALLOC_TRIM_THRESHOLD_": str(2**30),       # the same way in every grading (it flipped p50 by ~3x)
     "MALLOC_TOP_PAD_": str(64 * 2**20),
 }
+
+
+MIN_WALL_S = 120.0  # the candidate's timing run gets at least this much...
+WALL_FACTOR = 4.0  # ...or this many times the clean run's wall time, plus the warm-up allowance
+
+
+class LatencyCheck(CheckSpec):
+    """Points for the speed-up over the baseline, relative to the reference's speed-up in the same grading."""
+
+    kind: Literal["latency"]
+    requires: list[str] = []  # check ids that must pass fully, else this check scores 0
+    full_at: float = Field(0.85, gt=0, le=1)  # fraction of the reference's log-speed-up that earns full points
+    baseline_agreement: float = Field(2.0, gt=1)  # max ratio of in-run to clean-process baseline times (CPU noise)
+    wall_agreement: float = Field(0.5, gt=0, le=1)  # min (summed timed calls / wall clock of the same calls)
+    threads: int = Field(1, ge=1)  # CPU timing threads: one is the steadiest on a shared machine
+    partial_credit: bool = True
+
+
+def grade(ctx: Context, checks: list[LatencyCheck]) -> dict[str, Outcome]:
+    return {check.id: _grade_one(ctx, check) for check in checks}
+
+
+def _grade_one(ctx: Context, check: LatencyCheck) -> Outcome:
+    spec = ctx.spec_module()
+    device = ctx.device
+    blocked = ctx.blocked(check)
+    config = probe_config(spec, ctx.spec_path(), spec.ENTRY, spec.BASELINE, device, check.threads, ctx.seed)
+    empty = ProbeOutput()
+    if blocked:
+        score, section = judge_latency(check, spec, device, empty, ctx.workspace, empty, blocked)
+        return Outcome(score, section=section)
+    reference_ws = ctx.reference_workspace()
+    ctx.progress(f"{ctx.label}: {check.id}: timing the reference and the baseline in a clean process")
+    env = dict(ALLOCATOR_ENV)
+    run_b, probe_b = ctx.probe(reference_ws, config, device, ctx.seed, lambda p, out: p, env=env)
+    ctx.progress(f"{ctx.label}: {check.id}: timing the candidate beside the baseline")
+    # The candidate's run gets a few times what the clean run took plus the documented warm-up
+    # allowance per case, not the whole wall budget: a submission that stalls the timing loop
+    # must not hold the grader for long.
+    warmup = len(config["cases"]) * 2 * config["warmup_limit_s"]
+    wall = min(ctx.exercise.manifest.limits.wall_s, max(MIN_WALL_S, WALL_FACTOR * run_b.wall_s) + warmup)
+    run_a, (score, section) = ctx.probe(
+        ctx.workspace, config, device, ctx.seed,
+        lambda probe, out: judge_latency(check, spec, device, probe, out, probe_b, []), env=env, wall_s=wall)
+    return Outcome(score, runs=[(f"{check.id}-clean", run_b), (check.id, run_a)], section=section)
 
 
 def probe_config(spec: ModuleType, spec_path: str, entry: str, baseline: str, device: str, threads: int,
@@ -275,3 +321,7 @@ def _check_timed_output(spec: ModuleType, case: Any, kept: Any, out_dir: Path) -
     if output is None:
         return ["output not readable as float32 [B, V]"]
     return list(spec.compare(case, inputs, output, spec.reference(inputs)))
+
+
+KIND = Kind(name="latency", spec=LatencyCheck, grade=grade, measured=True, priced_by_measurement=True,
+            section="latency", needs_spec=True)

@@ -11,15 +11,58 @@ import dataclasses
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from ..harness.probe import inputs_digest
-from ..manifest import OutputsCheck
 from ..results import TestResult
 from ..scoring import CheckScore, fraction_score
+from .base import CheckSpec, Context, Kind, Outcome
 from .probe_output import ProbeOutput, load_output
 
 SPEC_ENTRY = {"entry": "ENTRY", "triton_entry": "TRITON_ENTRY"}
+
+
+class OutputsCheck(CheckSpec):
+    """Points for outputs that match the spec's float64 reference, compared on the host.
+
+    The sandbox only runs the candidate's function on inputs made from the spec's cases and
+    writes what came out; the verdict is computed outside the candidate's process.
+    """
+
+    kind: Literal["outputs"]
+    entry: Literal["entry", "triton_entry"] = "entry"  # which of the spec's ENTRY / TRITON_ENTRY to call
+    mode: Literal["cpu", "interpret", "cuda"] = "cpu"  # interpret: Triton kernels on CPU (TRITON_INTERPRET=1)
+    partial_credit: bool = True
+
+
+def grade(ctx: Context, checks: list[OutputsCheck]) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+    for check in checks:
+        outcomes[check.id] = outcome = _grade_one(ctx, check)
+        ctx.import_hung = ctx.import_hung or outcome.import_hung
+    return outcomes
+
+
+def _grade_one(ctx: Context, check: OutputsCheck) -> Outcome:
+    spec = ctx.spec_module()
+    device = "cuda" if check.mode == "cuda" else "cpu"
+    config = probe_config(check, spec, ctx.spec_path(), device)
+    env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
+    config["import_timeout"] = ctx.exercise.manifest.limits.test_timeout_s
+    if ctx.import_hung:  # it would hang again: judged without a run
+        hung = ProbeOutput(lines=[{"event": "started"}, {"event": "import_error", "message": ctx.import_hung}])
+        return Outcome(judge_outputs(check, spec, hung, ctx.workspace, device))
+    ctx.progress(f"{ctx.label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
+
+    def judge(probe: ProbeOutput, out: Path) -> Outcome:
+        error = probe.first("import_error") or {}
+        hung = str(error.get("message", ""))[:300] if error.get("hung") is True else None
+        return Outcome(judge_outputs(check, spec, probe, out, device), env=probe.first("env") or {},
+                       import_hung=hung)
+
+    run, outcome = ctx.probe(ctx.workspace, config, device, ctx.seed, judge, env=env)
+    outcome.runs = [(check.id, run)]
+    return outcome
 
 
 def probe_config(check: OutputsCheck, spec: ModuleType, spec_path: str, device: str) -> dict[str, Any]:
@@ -78,3 +121,6 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
             f"-{check.points:.2f} pts: not attempted: {missing.get('message', '')} (optional; it carries these "
             "points)",))
     return score
+
+
+KIND = Kind(name="outputs", spec=OutputsCheck, grade=grade, needs_spec=True)

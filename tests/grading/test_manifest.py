@@ -76,7 +76,7 @@ def test_every_bundled_manifest_loads() -> None:
 
 def test_unknown_check_kind_is_named(tmp_path: Path) -> None:
     path = _broken(tmp_path, 'id = "mean"', 'id = "mean"\nkind = "vibes"')
-    with pytest.raises(BadInput, match=r"key checks.2: kind must be one of pytest, outputs, latency"):
+    with pytest.raises(BadInput, match=r"key checks.2: kind must be one of pytest, outputs, model, latency"):
         load_manifest(path)
 
 
