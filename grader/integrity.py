@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .report import TAMPERING_WARNING as WARNING
 from .results import TestResult
 from .scoring import CheckScore
+
+TAMPERING_WARNING = "VERDICT TAMPERING"  # the grader view's first warning starts with this
+WARNING = TAMPERING_WARNING
 
 VOID_REASON = ("verdict tampering: this check's verdicts came from the candidate's process, "
                "which tampered with them; they are void")

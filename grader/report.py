@@ -12,11 +12,12 @@ from jsonschema.exceptions import best_match
 from rich.console import Console
 from rich.table import Table
 
+from .checks import KINDS
+from .integrity import TAMPERING_WARNING
 from .report_model import SCHEMA_ID
 from .scrub import HiddenText, scrub_view
 
 UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
-TAMPERING_WARNING = "VERDICT TAMPERING"  # grader/integrity.py starts its warning with this
 TAMPERING_NOTE = (f"{TAMPERING_WARNING}: the verdicts reported from the submission's process were void; "
                   "a grader will review the submission")
 HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
@@ -59,10 +60,14 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     view["view"] = "candidate"
     for check in view["checks"]:
         if check["visibility"] == "hidden":
-            failed = check["total"] - check["passed"]
-            check["tests"] = []
-            check["reasons"] = ([f"-{check['max_points'] - check['points']:.2f} pts: {failed} of {check['total']} "
-                                 f"hidden tests did not pass ({HIDDEN_NOTE})"] if failed else [])
+            (KINDS[check["kind"]].candidate_check or _hidden_counts)(check)
+    for kind in KINDS.values():  # a kind's sections: kept (and scrubbed below), rewritten or dropped
+        if kind.section in view and kind.candidate_section is not None:
+            kept = [s for s in map(kind.candidate_section, view[kind.section]) if s is not None]
+            if kept:
+                view[kind.section] = kept
+            else:
+                view.pop(kind.section)
     for key in ("stdout_tail", "stderr_tail"):
         view["run"].pop(key, None)
     view.pop("integrity", None)  # grader view only (tampering evidence, scan findings)
@@ -70,6 +75,14 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     view["warnings"] = [TAMPERING_NOTE if w.startswith(TAMPERING_WARNING) else w for w in view["warnings"]]
     scrub_view(view, hidden)
     return view
+
+
+def _hidden_counts(check: dict[str, Any]) -> None:
+    """A hidden check in the candidate view: how many of its tests did not pass, no names."""
+    failed = check["total"] - check["passed"]
+    check["tests"] = []
+    check["reasons"] = ([f"-{check['max_points'] - check['points']:.2f} pts: {failed} of {check['total']} "
+                         f"hidden tests did not pass ({HIDDEN_NOTE})"] if failed else [])
 
 
 def to_markdown(report: dict[str, Any]) -> str:

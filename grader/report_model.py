@@ -24,8 +24,11 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
 from pydantic.json_schema import GenerateJsonSchema
+
+from .checks import KINDS
+from .checks.base import ReportPart
 
 SCHEMA_ID = "mlgrade.report/1"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -41,10 +44,7 @@ Device = Literal["cpu", "cuda"]
 Outcome = Literal["passed", "failed", "error", "skipped", "timeout", "crashed", "missing"]
 
 
-class _Section(BaseModel):
-    """Base of every part of the report: unknown keys are refused, values are not coerced."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
+_Section = ReportPart  # unknown keys are refused, values are not coerced (grader/checks/base.py)
 
 
 class ReportExercise(_Section):
@@ -142,64 +142,6 @@ class ReportRun(_Section):
     runs: list[SandboxRun] = Field(None, description="every sandbox run of this grading")
 
 
-class LatencyCase(_Section):
-    """One input case of a latency check."""
-
-    case: str
-    baseline_p50_us: float
-    candidate_p50_us: float
-    candidate_p90_us: float
-    candidate_p99_us: float
-    reference_p50_us: float
-    baseline_clean_p50_us: float
-    rounds: int
-    speedup: float
-    speedup_ci: Annotated[list[float], Field(min_length=2, max_length=2)]
-    reference_speedup: float
-    gbs: float
-    pct_of_copy_bandwidth: float | None
-    warmup_s: dict[str, float | None] = Field(
-        None, description="wall seconds of warm-up before timing, per function (not timed)")
-    warmup_calls: dict[str, int] = Field(None, description="warm-up calls per function")
-
-
-class LatencySection(_Section):
-    """One latency check: how each number was measured and what it shows."""
-
-    check: str
-    device: Device
-    method: str
-    copy_gbs: float
-    cases: list[LatencyCase]
-    flags: list[str]
-
-
-class ModelCase(_Section):
-    """One input case of a model check. `parts` (one per Triton launch) is kept loose."""
-
-    case: str
-    modelled_us: float
-    reference_modelled_us: float
-    relative: float
-    kernels: int
-    syncs: int
-    traffic_mb: float
-    spill_mb: float
-    minimal_mb: float
-    parts: list[dict[str, Any]]
-
-
-class ModelSection(_Section):
-    """One model check: the modelled GPU time of the submission's GPU path (modelled, not measured)."""
-
-    check: str
-    target: str
-    label: Literal["modelled, not measured"]
-    entry: str | None
-    cases: list[ModelCase]
-    flags: list[str]
-
-
 class ScanFinding(_Section):
     """One finding of the static scan (grader/scan.py)."""
 
@@ -219,7 +161,7 @@ class ReportIntegrity(_Section):
     scan: list[ScanFinding]
 
 
-class Report(_Section):
+class _ReportBase(_Section):
     """An mlgrade report, grader or candidate view (docs/report-schema.md)."""
 
     model_config = ConfigDict(title=JSON_SCHEMA_TITLE)
@@ -234,14 +176,16 @@ class Report(_Section):
     checks: list[ReportCheck]
     run: ReportRun
     warnings: list[str]
-    latency: list[LatencySection] = Field(
-        None, description="one entry per latency check: how each number was measured and what it shows")
-    model: list[ModelSection] = Field(
-        None, description="one entry per model check: the modelled GPU time of the submission's GPU path "
-                          "(modelled, not measured)")
     integrity: ReportIntegrity = Field(
         None, description="Grader view only: evidence of verdict tampering and the static scan's findings "
                           "(grader/integrity.py).")
+
+
+# Each check kind with a report section adds an optional list of its section model (grader/checks/).
+Report = create_model(
+    "Report", __base__=_ReportBase, __doc__=_ReportBase.__doc__,
+    **{kind.section: (list[kind.section_model], Field(None, description=kind.section_doc))  # type: ignore[misc]
+       for kind in KINDS.values() if kind.section and kind.section_model})
 
 
 class _Generator(GenerateJsonSchema):

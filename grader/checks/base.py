@@ -27,6 +27,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ReportPart(BaseModel):
+    """Base of every part of the report (grader/report_model.py), kinds' sections included: unknown
+    keys are refused, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 class CheckSpec(Strict):
     """The keys every check has in exercise.toml; each kind's spec adds `kind` and its own keys."""
 
@@ -99,7 +106,11 @@ class Kind:
     measured: its points come from timings and may move by one scoring step between gradings;
     priced_by_measurement: its points come from a measurement or a model, not from tests passing
     (a calibration costing only such checks need not fail a hidden test);
-    section: the report key under which its outcomes' sections are listed, if any;
+    section: the report key under which its outcomes' sections are listed, if any, with
+    section_model (a ReportPart: the report schema is generated from it) and section_doc;
+    candidate_check: rewrites a hidden check's report entry for the candidate view (default: the
+    count of hidden tests that did not pass); candidate_section: the candidate view of one of its
+    sections (None drops it; default: kept, and scrubbed like every string there);
     needs_spec: its checks need the exercise's trusted spec module."""
 
     name: str
@@ -109,4 +120,8 @@ class Kind:
     measured: bool = False
     priced_by_measurement: bool = False
     section: str | None = None
+    section_model: type[BaseModel] | None = None
+    section_doc: str = ""
+    candidate_check: Callable[[dict[str, Any]], None] | None = None
+    candidate_section: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     needs_spec: bool = False

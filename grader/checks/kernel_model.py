@@ -25,7 +25,7 @@ from ..results import TestResult
 from ..scoring import CheckScore, blocked_score, per_case_score, step_down
 from .gpu_model import H100, Modelled, model_call
 from .latency import STEP, number, replaced_after_import, us
-from .base import CheckSpec, Context, Kind, Outcome
+from .base import CheckSpec, Context, Kind, Outcome, ReportPart
 from .probe_output import ProbeOutput
 
 LABEL = "modelled, not measured"
@@ -35,6 +35,32 @@ MIN_UNEXPLAINED_S = 0.02  # ...that is also at least this much: work the trace c
 
 
 TRACE_ENV = {"TRITON_INTERPRET": "1", "TORCHDYNAMO_DISABLE": "1"}  # compiled code is modelled as eager ops
+
+
+class ModelCase(ReportPart):
+    """One input case of a model check. `parts` (one per Triton launch) is kept loose."""
+
+    case: str
+    modelled_us: float
+    reference_modelled_us: float
+    relative: float
+    kernels: int
+    syncs: int
+    traffic_mb: float
+    spill_mb: float
+    minimal_mb: float
+    parts: list[dict[str, Any]]
+
+
+class ModelSection(ReportPart):
+    """One model check: the modelled GPU time of the submission's GPU path (modelled, not measured)."""
+
+    check: str
+    target: str
+    label: Literal["modelled, not measured"]
+    entry: str | None
+    cases: list[ModelCase]
+    flags: list[str]
 
 
 class ModelCheck(CheckSpec):
@@ -182,4 +208,7 @@ def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
 
 
 KIND = Kind(name="model", spec=ModelCheck, grade=grade, priced_by_measurement=True, section="model",
+            section_model=ModelSection,
+            section_doc="one entry per model check: the modelled GPU time of the submission's GPU path "
+                        "(modelled, not measured)",
             needs_spec=True)

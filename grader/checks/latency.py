@@ -28,14 +28,14 @@ import math
 import statistics
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from ..errors import InfraError
 from ..results import TestResult
 from ..scoring import STEP, CheckScore, blocked_score, per_case_score, step_down
-from .base import CheckSpec, Context, Kind, Outcome
+from .base import CheckSpec, Context, Kind, Outcome, ReportPart
 from .probe_output import ProbeOutput, load_output
 
 ROOFLINE_SLACK = 1.25
@@ -51,6 +51,38 @@ ALLOCATOR_ENV = {            # glibc malloc fixed for timing runs: no dynamic mm
 
 MIN_WALL_S = 120.0  # the candidate's timing run gets at least this much...
 WALL_FACTOR = 4.0  # ...or this many times the clean run's wall time, plus the warm-up allowance
+
+
+class LatencyCase(ReportPart):
+    """One input case of a latency check."""
+
+    case: str
+    baseline_p50_us: float
+    candidate_p50_us: float
+    candidate_p90_us: float
+    candidate_p99_us: float
+    reference_p50_us: float
+    baseline_clean_p50_us: float
+    rounds: int
+    speedup: float
+    speedup_ci: Annotated[list[float], Field(min_length=2, max_length=2)]
+    reference_speedup: float
+    gbs: float
+    pct_of_copy_bandwidth: float | None
+    warmup_s: dict[str, float | None] = Field(
+        None, description="wall seconds of warm-up before timing, per function (not timed)")
+    warmup_calls: dict[str, int] = Field(None, description="warm-up calls per function")
+
+
+class LatencySection(ReportPart):
+    """One latency check: how each number was measured and what it shows."""
+
+    check: str
+    device: Literal["cpu", "cuda"]
+    method: str
+    copy_gbs: float
+    cases: list[LatencyCase]
+    flags: list[str]
 
 
 class LatencyCheck(CheckSpec):
@@ -324,4 +356,6 @@ def _check_timed_output(spec: ModuleType, case: Any, kept: Any, out_dir: Path) -
 
 
 KIND = Kind(name="latency", spec=LatencyCheck, grade=grade, measured=True, priced_by_measurement=True,
-            section="latency", needs_spec=True)
+            section="latency", section_model=LatencySection,
+            section_doc="one entry per latency check: how each number was measured and what it shows",
+            needs_spec=True)
