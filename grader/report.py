@@ -105,21 +105,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     if lost:
         lines += ["", "## Where points were lost", ""]
         lines += [f"- **{title}**: {reason}" for title, reason in lost]
-    for section in report.get("model", []):
-        lines += ["", f"## Modelled GPU time ({section['label']}): {section['target']}", "",
-                  f"Entry modelled: `{section['entry']}`. Times are one call, as the cost model prices it.", "",
-                  "| Case | Modelled | Reference (modelled) | Kernels | Syncs | Traffic MB | Spills MB | Minimal MB |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {c['case']} | {c['modelled_us']:.0f} us | {c['reference_modelled_us']:.0f} us | {c['kernels']} "
-                  f"| {c['syncs']} | {c['traffic_mb']:.0f} | {c['spill_mb']:.0f} | {c['minimal_mb']:.0f} |"
-                  for c in section["cases"]]
-    for section in report.get("latency", []):
-        lines += ["", f"## Measured latency ({section['device']})", "", section["method"], "",
-                  "| Case | p50 | Baseline p50 | Speed-up | Reference speed-up | Warm-up s |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {c['case']} | {c['candidate_p50_us']:.0f} us | {c['baseline_p50_us']:.0f} us | "
-                  f"{c['speedup']:.2f}x | {c['reference_speedup']:.2f}x | "
-                  f"{(c.get('warmup_s') or {}).get('candidate') or 0:.2f} |" for c in section["cases"]]
+    for kind in KINDS.values():  # each kind renders its own sections (grader/checks/)
+        if kind.section and kind.markdown:
+            for section in report.get(kind.section, []):
+                lines += [""] + kind.markdown(section)
     if report["warnings"]:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in report["warnings"]]
     return "\n".join(lines) + "\n"

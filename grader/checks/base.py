@@ -110,7 +110,8 @@ class Kind:
     section_model (a ReportPart: the report schema is generated from it) and section_doc;
     candidate_check: rewrites a hidden check's report entry for the candidate view (default: the
     count of hidden tests that did not pass); candidate_section: the candidate view of one of its
-    sections (None drops it; default: kept, and scrubbed like every string there);
+    sections (None drops it; default: kept, and scrubbed like every string there); markdown: one
+    section's lines in report.md;
     needs_spec: its checks need the exercise's trusted spec module."""
 
     name: str
@@ -124,4 +125,5 @@ class Kind:
     section_doc: str = ""
     candidate_check: Callable[[dict[str, Any]], None] | None = None
     candidate_section: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    markdown: Callable[[dict[str, Any]], list[str]] | None = None  # one section's lines in report.md
     needs_spec: bool = False

@@ -207,7 +207,18 @@ def _feedback(row: dict[str, Any], got: Modelled, fraction: float) -> str:
 
 
 
-KIND = Kind(name="model", spec=ModelCheck, grade=grade, priced_by_measurement=True, section="model",
+def markdown(section: dict[str, Any]) -> list[str]:
+    """The section in report.md."""
+    return [f"## Modelled GPU time ({section['label']}): {section['target']}", "",
+            f"Entry modelled: `{section['entry']}`. Times are one call, as the cost model prices it.", "",
+            "| Case | Modelled | Reference (modelled) | Kernels | Syncs | Traffic MB | Spills MB | Minimal MB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"] + [
+        f"| {c['case']} | {c['modelled_us']:.0f} us | {c['reference_modelled_us']:.0f} us | {c['kernels']} "
+        f"| {c['syncs']} | {c['traffic_mb']:.0f} | {c['spill_mb']:.0f} | {c['minimal_mb']:.0f} |"
+        for c in section["cases"]]
+
+
+KIND = Kind(name="model", markdown=markdown, spec=ModelCheck, grade=grade, priced_by_measurement=True, section="model",
             section_model=ModelSection,
             section_doc="one entry per model check: the modelled GPU time of the submission's GPU path "
                         "(modelled, not measured)",

@@ -355,7 +355,17 @@ def _check_timed_output(spec: ModuleType, case: Any, kept: Any, out_dir: Path) -
     return list(spec.compare(case, inputs, output, spec.reference(inputs)))
 
 
-KIND = Kind(name="latency", spec=LatencyCheck, grade=grade, measured=True, priced_by_measurement=True,
+def markdown(section: dict[str, Any]) -> list[str]:
+    """The section in report.md."""
+    return [f"## Measured latency ({section['device']})", "", section["method"], "",
+            "| Case | p50 | Baseline p50 | Speed-up | Reference speed-up | Warm-up s |",
+            "| --- | --- | --- | --- | --- | --- |"] + [
+        f"| {c['case']} | {c['candidate_p50_us']:.0f} us | {c['baseline_p50_us']:.0f} us | "
+        f"{c['speedup']:.2f}x | {c['reference_speedup']:.2f}x | "
+        f"{(c.get('warmup_s') or {}).get('candidate') or 0:.2f} |" for c in section["cases"]]
+
+
+KIND = Kind(name="latency", markdown=markdown, spec=LatencyCheck, grade=grade, measured=True, priced_by_measurement=True,
             section="latency", section_model=LatencySection,
             section_doc="one entry per latency check: how each number was measured and what it shows",
             needs_spec=True)
