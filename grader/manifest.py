@@ -79,12 +79,16 @@ class Manifest(_Strict):
             if path.startswith("/") or ".." in Path(path).parts:
                 raise ValueError(f"path {path!r} must be relative and stay inside its folder")
         ids = {c.id for c in self.checks}
+        kinds, order = {c.id: c.kind for c in self.checks}, {name: i for i, name in enumerate(KINDS)}
         for check in self.checks:
             if KINDS[check.kind].needs_spec and not self.spec:
                 raise ValueError(f"check {check.id} of kind {check.kind} needs the top-level key spec")
             for needed in getattr(check, "requires", []):
                 if needed not in ids or needed == check.id:
                     raise ValueError(f"check {check.id} requires {needed!r}, which is not another check")
+                if order[kinds[needed]] > order[check.kind]:
+                    raise ValueError(f"check {check.id} requires {needed!r}, a {kinds[needed]} check, which is "
+                                     f"graded after {check.kind} checks")
         for calibration in self.calibration:
             for named in calibration.checks:
                 if named not in ids:

@@ -6,6 +6,7 @@ tests it owns. Verdicts come from the candidate's process, so tampering evidence
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import secrets
 from typing import Literal
@@ -16,7 +17,7 @@ from ..harness.wire import COLLECTION_HUNG
 from ..harness.wire import nodeid_matches as matches  # a file, file::test or file::test[param]
 from ..integrity import run_evidence
 from ..results import RunResults
-from ..scoring import score_pytest_check
+from ..scoring import CheckScore, score_pytest_check
 from ..sentinels import plant, tripped
 from .base import CheckSpec, Context, Kind, Outcome
 
@@ -30,6 +31,7 @@ class PytestCheck(CheckSpec):
     tests: list[str] = Field(min_length=1)
     timeout_s: float | None = Field(None, gt=0)
     partial_credit: bool = True  # False: the points need every test of the check to pass (an invariant)
+    requires: list[str] = []  # pytest checks that must pass fully, else this one scores 0 (its tests still listed)
 
     @model_validator(mode="after")
     def _tests_match_visibility(self) -> "PytestCheck":
@@ -57,7 +59,8 @@ def grade(ctx: Context, checks: list[PytestCheck]) -> dict[str, Outcome]:
                             results.anomalies, results.unauthenticated_lines)
     results.tests = planted.real(results.tests)  # renamed tests' results under their real names
     hung = next((t.message for t in results.tests.values() if t.message.startswith(COLLECTION_HUNG)), None)
-    outcomes = {c.id: Outcome(score_pytest_check(c, expected, results)) for c in checks}
+    scores = {c.id: score_pytest_check(c, expected, results) for c in checks}
+    outcomes = {c.id: Outcome(gated(c, scores[c.id], scores)) for c in checks}
     # What the run says about the grading as a whole travels with the first check's outcome.
     first = outcomes[checks[0].id]
     first.runs = [("pytest", run)]
@@ -69,6 +72,16 @@ def grade(ctx: Context, checks: list[PytestCheck]) -> dict[str, Outcome]:
     # The probes of later checks import the same code: they are judged without a run.
     first.import_hung = hung.removeprefix("not run: ") if hung else None
     return outcomes
+
+
+def gated(check: PytestCheck, score: CheckScore, scores: dict[str, CheckScore]) -> CheckScore:
+    """0 points while a check this one `requires` has not passed fully (a fix that breaks the service
+    earns nothing); its own tests stay listed, so the grader sees what passed."""
+    blocking = [r for r in check.requires if r in scores and not scores[r].full]
+    if not blocking or score.earned == 0:
+        return score
+    return dataclasses.replace(score, earned=0.0, explanation=(
+        f"-{check.points:.2f} pts: counts only when {', '.join(blocking)} passes fully, and it did not",))
 
 
 def result_warnings(expected: list[str], results: RunResults) -> list[str]:

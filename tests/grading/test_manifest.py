@@ -90,3 +90,15 @@ def test_outputs_and_latency_checks_need_a_spec(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(BadInput, match="check mean requires 'nope', which is not another check"):
         load_manifest(path)
+
+
+def test_a_check_may_require_only_checks_graded_before_or_with_it(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'tests = ["hidden/test_mean.py"]',
+                   'tests = ["hidden/test_mean.py"]\nrequires = ["add-edge"]')
+    assert load_manifest(path).checks[2].requires == ["add-edge"]  # pytest checks share one run
+    (tmp_path / "toy").rename(tmp_path / "first")
+    path = _broken(tmp_path, 'tests = ["hidden/test_mean.py"]', 'tests = ["hidden/test_mean.py"]\nrequires = ["lat"]')
+    path.write_text(path.read_text().replace('required_files', 'spec = "tests/spec.py"\nrequired_files')
+                    + '\n[[checks]]\nid = "lat"\ntitle = "t"\nkind = "latency"\nvisibility = "public"\npoints = 1\n')
+    with pytest.raises(BadInput, match="check mean requires 'lat', a latency check, which is graded after pytest"):
+        load_manifest(path)

@@ -62,3 +62,17 @@ def test_all_or_nothing_check_needs_every_test() -> None:
     assert percent(list(by_id.values())) == 70.0
     outcomes["hidden/test_add_edge.py::test_add_edge[-4-1--3]"] = "passed"
     assert percent(score_checks(strict, EXPECTED, _results(outcomes))) == 100.0
+
+
+def test_a_pytest_check_that_requires_another_scores_zero_until_that_one_passes_fully() -> None:
+    from grader.checks.pytest_check import gated
+    gate = MANIFEST.model_copy(update={"checks": [
+        c.model_copy(update={"requires": ["add-public"]}) if c.id == "mean" else c for c in MANIFEST.checks]})
+    outcomes = {n: "passed" for n in EXPECTED} | {"public/test_add.py::test_add_zero": "failed"}
+    scores = {s.check.id: s for s in score_checks(gate, EXPECTED, _results(outcomes))}
+    mean = gated(scores["mean"].check, scores["mean"], scores)
+    assert mean.earned == 0 and mean.passed == 2  # its tests still say what passed
+    assert mean.reasons() == ["-5.00 pts: counts only when add-public passes fully, and it did not"]
+    outcomes["public/test_add.py::test_add_zero"] = "passed"
+    scores = {s.check.id: s for s in score_checks(gate, EXPECTED, _results(outcomes))}
+    assert gated(scores["mean"].check, scores["mean"], scores).earned == 5
