@@ -10,5 +10,6 @@ from .kernel_model import KIND as MODEL
 from .latency import KIND as LATENCY
 from .outputs import KIND as OUTPUTS
 from .pytest_check import KIND as PYTEST
+from .review import KIND as REVIEW
 
-KINDS: dict[str, Kind] = {kind.name: kind for kind in (PYTEST, OUTPUTS, MODEL, LATENCY)}
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (PYTEST, OUTPUTS, MODEL, LATENCY, REVIEW)}
