@@ -58,7 +58,7 @@ def make_synthetic(n_customers: int, months: int, seed: int = 0) -> list[dict]:
     records = []
     for c in range(n_customers):
         first, last = str(rng.choice(_FIRST_NAMES)), str(rng.choice(_LAST_NAMES))
-        risk = float(rng.normal())
+        risk = float(rng.normal())  # latent propensity: drives calls, payments, ticket tone, label
         plan = str(rng.choice(list(_PLAN_PRICES)))
         start_tenure = int(rng.integers(1, 48))
         total = 0.0
@@ -102,6 +102,19 @@ def read_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _bucket(customer_id: str) -> int:
+    return zlib.crc32(customer_id.encode("utf-8")) % 100
+
+
+def holdout_test(records: list[dict], test_percent: int) -> tuple[list[dict], list[dict]]:
+    """Every snapshot of the customers whose id falls in the first ``test_percent`` of 100
+    buckets goes to the test set, so it stays the same as new months arrive. Returns
+    (rest, test)."""
+    test = [r for r in records if _bucket(r[GROUP_FIELD]) < test_percent]
+    rest = [r for r in records if _bucket(r[GROUP_FIELD]) >= test_percent]
+    return rest, test
+
+
 def split_records(records: list[dict], *, test_percent: int, val_fraction: float,
                   seed: int) -> Splits:
     """Split snapshot records into train, validation and test sets (see ``holdout_test``
@@ -126,16 +139,3 @@ def train_val_split(records: list[dict], val_fraction: float,
 
 def labels_of(records: list[dict]) -> np.ndarray:
     return np.array([float(r[LABEL_FIELD]) for r in records], dtype=np.float32)
-
-
-def _bucket(customer_id: str) -> int:
-    return zlib.crc32(customer_id.encode("utf-8")) % 100
-
-
-def holdout_test(records: list[dict], test_percent: int) -> tuple[list[dict], list[dict]]:
-    """Every snapshot of the customers whose id falls in the first ``test_percent`` of 100
-    buckets goes to the test set, so it stays the same as new months arrive. Returns
-    (rest, test)."""
-    test = [r for r in records if _bucket(r[GROUP_FIELD]) < test_percent]
-    rest = [r for r in records if _bucket(r[GROUP_FIELD]) >= test_percent]
-    return rest, test

@@ -85,6 +85,8 @@ class ChurnPredictor:
         self._lock = threading.Lock()
 
     def _get(self, version: str) -> _LoadedModel:
+        # Loaded lazily, once per version; the lock keeps concurrent requests from loading the
+        # same checkpoint twice.
         with self._lock:
             if version not in self._models:
                 if not _VERSION_RE.fullmatch(version):

@@ -141,6 +141,7 @@ def run(cfg: TrainConfig, records: list[dict] | None = None) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_linear_decay(cfg.warmup_steps, total_steps))
 
+    # Early stopping on the validation loss: keep the weights of the best epoch.
     best_loss, best_state, history = math.inf, None, []
     for epoch in range(cfg.epochs):
         generator = torch.Generator().manual_seed(cfg.seed + epoch)

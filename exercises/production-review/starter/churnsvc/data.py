@@ -58,7 +58,7 @@ def make_synthetic(n_customers: int, months: int, seed: int = 0) -> list[dict]:
     records = []
     for c in range(n_customers):
         first, last = str(rng.choice(_FIRST_NAMES)), str(rng.choice(_LAST_NAMES))
-        risk = float(rng.normal())
+        risk = float(rng.normal())  # latent propensity: drives calls, payments, ticket tone, label
         plan = str(rng.choice(list(_PLAN_PRICES)))
         start_tenure = int(rng.integers(1, 48))
         total = 0.0

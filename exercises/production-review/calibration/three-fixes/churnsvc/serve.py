@@ -70,6 +70,8 @@ class ChurnPredictor:
         self._lock = threading.Lock()
 
     def _get(self, version: str) -> _LoadedModel:
+        # Loaded lazily, once per version; the lock keeps concurrent requests from loading the
+        # same checkpoint twice.
         with self._lock:
             if version not in self._models:
                 path = os.path.join(self.model_dir, f"{version}.pt")
