@@ -27,7 +27,7 @@ from .exercises import Exercise
 from .checks import KINDS
 from .checks.base import Context, Kind, Outcome
 from .checks.probe_output import ProbeOutput, read_probe
-from .harness.wire import STARTED
+from .harness.wire import EVENT_STARTED, RESULTS_FILE, STARTED
 from .integrity import Integrity, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
@@ -152,7 +152,7 @@ class Grader:
         key = secrets.token_hex(32).encode()  # signs the runner's results
         with self._sandbox(exercise, code, "runner.py", config, device, seed, stdin=key, wall_s=wall_s,
                            tests=tests) as (run, out):
-            results = read_results(out / "results.jsonl", key)
+            results = read_results(out / RESULTS_FILE, key)
         # The runner prints its marker before any candidate code exists: with it, a results file that
         # is missing or empty was deleted or truncated by candidate code, which is graded, not retried.
         if not results.started and not _harness_started(run) and not (run.timed_out or run.oom_killed):
@@ -166,7 +166,7 @@ class Grader:
         """Run harness/probe.py over `code` and judge what it wrote while the out folder exists."""
         with self._sandbox(exercise, code, "probe.py", config, device, seed, env=env, wall_s=wall_s) as (run, out):
             probe = read_probe(out)
-            if probe.first("started") is None and not _harness_started(run) and not (run.timed_out or run.oom_killed):
+            if probe.first(EVENT_STARTED) is None and not _harness_started(run) and not (run.timed_out or run.oom_killed):
                 raise InfraError(f"the probe did not start in the {self.backend.name} sandbox "
                                  f"(exit code {run.exit_code}): {_last_line(run.stderr)}")
             return run, judge(probe, out)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ..harness.wire import EVENT_IMPORT_ERROR, EVENT_MODEL_CASE
 from ..errors import InfraError
 from ..results import TestResult
 from ..scoring import CheckScore, blocked_score, per_case_score, step_down
@@ -117,7 +118,7 @@ def probe_config(spec: ModuleType, spec_path: str, check: ModelCheck) -> dict[st
 def modelled_cases(probe: ProbeOutput) -> dict[str, tuple[dict[str, Any], Modelled | None]]:
     """case name -> (its model_case event, the modelled call or None when the trace failed)."""
     found: dict[str, tuple[dict[str, Any], Modelled | None]] = {}
-    for event in probe.events("model_case"):
+    for event in probe.events(EVENT_MODEL_CASE):
         records = event.get("records") if isinstance(event.get("records"), list) else []
         builds = event.get("builds") if isinstance(event.get("builds"), dict) else {}
         ok = event.get("ok") is True and not event.get("truncated")
@@ -142,8 +143,8 @@ def judge_model(check: ModelCheck, spec: ModuleType, run: ProbeOutput, reference
         score, flag = blocked_score(check, blocked_by)
         flags.append(flag)
         return score, section
-    if run.first("import_error"):
-        message = run.first("import_error").get("message", "")
+    if run.first(EVENT_IMPORT_ERROR):
+        message = run.first(EVENT_IMPORT_ERROR).get("message", "")
         return CheckScore(check, (), 0.0, (f"-{check.points:.2f} pts: the module failed to import: {message}",)), section
     changed = replaced_after_import(run)
     if changed:

@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from ..harness.wire import EVENT_BANDWIDTH, EVENT_IMPORT_ERROR, EVENT_LATENCY, EVENT_TAMPER
 from ..errors import InfraError
 from ..results import TestResult
 from ..scoring import STEP, CheckScore, blocked_score, per_case_score, step_down
@@ -180,7 +181,7 @@ class CaseTiming:
 
 def _timings(probe: ProbeOutput) -> dict[str, CaseTiming]:
     found = {}
-    for event in probe.events("latency"):
+    for event in probe.events(EVENT_LATENCY):
         def table(key: str) -> dict:
             return event.get(key) if isinstance(event.get(key), dict) else {}
 
@@ -215,9 +216,9 @@ def _case_fraction(speedup: float, reference: float, full_at: float) -> float:
 def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: ProbeOutput, dir_a: Path,
                   run_b: ProbeOutput, blocked_by: list[str]) -> tuple[CheckScore, dict[str, Any]]:
     """Score the latency check and return the report's latency section."""
-    method = next((e.get("method") for e in run_a.events("latency") if isinstance(e.get("method"), str)),
+    method = next((e.get("method") for e in run_a.events(EVENT_LATENCY) if isinstance(e.get("method"), str)),
                   "pytest-benchmark" if device == "cpu" else "CUDA events")
-    bandwidth = run_b.first("bandwidth") or {}
+    bandwidth = run_b.first(EVENT_BANDWIDTH) or {}
     copy_gbs = float(bandwidth.get("copy_gbs", 0.0)) if isinstance(bandwidth.get("copy_gbs"), (int, float)) else 0.0
     section: dict[str, Any] = {"check": check.id, "device": device, "method": method, "copy_gbs": round(copy_gbs, 2),
                                "cases": [], "flags": []}
@@ -226,16 +227,16 @@ def judge_latency(check: LatencyCheck, spec: ModuleType, device: str, run_a: Pro
         score, flag = blocked_score(check, blocked_by)
         flags.append(flag)
         return score, section
-    if run_a.first("import_error"):
-        flags.append(f"the candidate's module failed to import: {run_a.first('import_error').get('message', '')}")
-    tamper = run_a.events("tamper")
+    if run_a.first(EVENT_IMPORT_ERROR):
+        flags.append(f"the candidate's module failed to import: {run_a.first(EVENT_IMPORT_ERROR).get('message', '')}")
+    tamper = run_a.events(EVENT_TAMPER)
     replaced = replaced_after_import(run_a)
     if replaced:
         flags.append(f"replaced after the candidate's import: {', '.join(replaced)}")
     elif not any(event.get("stage") == "run" for event in tamper) and not flags:
         flags.append("the timing run did not finish (it crashed or hit its time limit)")
 
-    noise = clean_run_noise(run_b) if run_b.events("latency") else None
+    noise = clean_run_noise(run_b) if run_b.events(EVENT_LATENCY) else None
     if noise:
         raise InfraError(f"the machine is too noisy to time {check.id} (retry on a quieter machine): {noise}")
     timed_a, timed_b = _timings(run_a), _timings(run_b)
@@ -270,7 +271,7 @@ def _feedback(row: dict[str, Any], fraction: float) -> str:
 
 def replaced_after_import(probe: ProbeOutput) -> list[str]:
     """Fingerprinted names (timers, harness code, the baseline) the probe saw replaced, in order."""
-    return sorted({str(name) for event in probe.events("tamper") if isinstance(event.get("changed"), list)
+    return sorted({str(name) for event in probe.events(EVENT_TAMPER) if isinstance(event.get("changed"), list)
                    for name in event["changed"]})
 
 

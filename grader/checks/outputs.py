@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from ..harness.wire import EVENT_CASE, EVENT_ENV, EVENT_IMPORT_ERROR, EVENT_MISSING_ENTRY, EVENT_STARTED
 from ..harness.probe import inputs_digest
 from ..results import TestResult
 from ..scoring import CheckScore, fraction_score
@@ -50,14 +51,14 @@ def _grade_one(ctx: Context, check: OutputsCheck) -> Outcome:
     env = {"TRITON_INTERPRET": "1"} if check.mode == "interpret" else None
     config["import_timeout"] = ctx.exercise.manifest.limits.test_timeout_s
     if ctx.import_hung:  # it would hang again: judged without a run
-        hung = ProbeOutput(lines=[{"event": "started"}, {"event": "import_error", "message": ctx.import_hung}])
+        hung = ProbeOutput(lines=[{"event": EVENT_STARTED}, {"event": EVENT_IMPORT_ERROR, "message": ctx.import_hung}])
         return Outcome(judge_outputs(check, spec, hung, ctx.workspace, device))
     ctx.progress(f"{ctx.label}: {check.id}: {len(config['cases'])} cases, outputs compared on the host")
 
     def judge(probe: ProbeOutput, out: Path) -> Outcome:
-        error = probe.first("import_error") or {}
+        error = probe.first(EVENT_IMPORT_ERROR) or {}
         hung = str(error.get("message", ""))[:300] if error.get("hung") is True else None
-        return Outcome(judge_outputs(check, spec, probe, out, device), env=probe.first("env") or {},
+        return Outcome(judge_outputs(check, spec, probe, out, device), env=probe.first(EVENT_ENV) or {},
                        import_hung=hung)
 
     run, outcome = ctx.probe(ctx.workspace, config, device, ctx.seed, judge, env=env)
@@ -98,9 +99,9 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
                   device: str) -> CheckScore:
     """One test per correctness case; partial credit (or all-or-nothing) over the cases."""
     cases = spec.correctness_cases(check.mode)
-    import_error = probe.first("import_error")
-    missing = probe.first("missing_entry")
-    events = {e.get("case"): e for e in probe.events("case")}
+    import_error = probe.first(EVENT_IMPORT_ERROR)
+    missing = probe.first(EVENT_MISSING_ENTRY)
+    events = {e.get("case"): e for e in probe.events(EVENT_CASE)}
     tests = []
     for case in cases:
         nodeid = f"{check.id}::{case.name}"

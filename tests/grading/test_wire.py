@@ -236,3 +236,14 @@ def test_the_probe_reader_takes_its_file_names_from_wire() -> None:
     assert {"PROBE_FILE", "OUTPUT_FILE"} <= _wire_imports(tree)
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     assert not any(wire.PROBE_FILE in s or "safetensors$" in s for s in strings)
+
+
+@pytest.mark.parametrize("path", [GRADER / "pipeline.py", *sorted((GRADER / "checks").glob("*.py"))],
+                         ids=lambda p: p.name)
+def test_host_code_reads_probe_events_by_their_wire_names(path: Path) -> None:
+    """`probe.first(...)` / `probe.events(...)` take a wire constant, never a spelled-out event name."""
+    spelled = sorted({node.args[0].value for node in ast.walk(_tree(path))
+                      if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr in ("first", "events") and node.args
+                      and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)})
+    assert spelled == [], f"{path.name} spells probe event names itself: {spelled}"
