@@ -95,6 +95,7 @@ class LatencyCheck(CheckSpec):
     baseline_agreement: float = Field(2.0, gt=1)  # max ratio of in-run to clean-process baseline times (CPU noise)
     wall_agreement: float = Field(0.5, gt=0, le=1)  # min (summed timed calls / wall clock of the same calls)
     threads: int = Field(1, ge=1)  # CPU timing threads: one is the steadiest on a shared machine
+    warmup_limit_s: float = Field(WARMUP_LIMIT_S, gt=0, le=600)  # warm-up cap per function and case (untimed)
     partial_credit: bool = True
 
 
@@ -106,7 +107,8 @@ def _grade_one(ctx: Context, check: LatencyCheck) -> Outcome:
     spec = ctx.spec_module()
     device = ctx.device
     blocked = ctx.blocked(check)
-    config = probe_config(spec, ctx.spec_path(), spec.ENTRY, spec.BASELINE, device, check.threads, ctx.seed)
+    config = probe_config(spec, ctx.spec_path(), spec.ENTRY, spec.BASELINE, device, check.threads, ctx.seed,
+                          check.warmup_limit_s)
     empty = ProbeOutput()
     if blocked:
         score, section = judge_latency(check, spec, device, empty, ctx.workspace, empty, blocked)
@@ -128,13 +130,13 @@ def _grade_one(ctx: Context, check: LatencyCheck) -> Outcome:
 
 
 def probe_config(spec: ModuleType, spec_path: str, entry: str, baseline: str, device: str, threads: int,
-                 seed: int) -> dict[str, Any]:
+                 seed: int, warmup_limit_s: float = WARMUP_LIMIT_S) -> dict[str, Any]:
     """What probe.py needs to time baseline and entry on device (threads: CPU threads, fixed)."""
     cpu = device == "cpu"
     return {"mode": "latency", "spec": spec_path, "device": device, "entry": entry, "baseline": baseline,
             "cases": [case.name for case in spec.bench_cases(device)], "threads": threads, "seed": seed,
             "rounds": 80 if cpu else 200, "min_rounds": 15 if cpu else 20, "target_rse": 0.01,
-            "max_seconds_per_case": 20.0 if cpu else 30.0, "warmup": 3, "warmup_limit_s": WARMUP_LIMIT_S,
+            "max_seconds_per_case": 20.0 if cpu else 30.0, "warmup": 3, "warmup_limit_s": warmup_limit_s,
             "checked_outputs": 3, "pool_bytes": 64 * 2**20 if cpu else 2 * 2**30}
 
 
