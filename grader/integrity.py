@@ -24,7 +24,6 @@ from .results import TestResult
 from .scoring import CheckScore
 
 TAMPERING_WARNING = "VERDICT TAMPERING"  # the grader view's first warning starts with this
-WARNING = TAMPERING_WARNING
 
 VOID_REASON = ("verdict tampering: this check's verdicts came from the candidate's process, "
                "which tampered with them; they are void")
@@ -54,7 +53,7 @@ class Integrity:
         if not self.tampered:
             return None
         more = f" (and {len(self.evidence) - 1} more in the integrity section)" if len(self.evidence) > 1 else ""
-        return f"{WARNING}: {self.evidence[0]}{more}; pytest checks score 0"
+        return f"{TAMPERING_WARNING}: {self.evidence[0]}{more}; pytest checks score 0"
 
     def section(self) -> dict[str, Any]:
         return {"tampering": self.tampered, "evidence": self.evidence[:MAX_EVIDENCE],

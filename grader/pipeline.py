@@ -27,7 +27,7 @@ from .exercises import Exercise
 from .checks import KINDS
 from .checks.base import Context, Kind, Outcome
 from .checks.probe_output import ProbeOutput, read_probe
-from .harness.wire import EVENT_STARTED, RESULTS_FILE, STARTED
+from .harness.wire import ENV_VALUE_CAP, EVENT_STARTED, RESULTS_FILE, STARTED
 from .integrity import Integrity, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
@@ -329,6 +329,6 @@ class _Grading:
         self.complete &= outcome.complete
         self.malformed += outcome.malformed
         if outcome.env and not self.env:  # versions seen inside the sandbox, from the first run that said
-            self.env = {k: str(outcome.env[k])[:100] for k in ("python", "torch", "triton") if outcome.env.get(k)}
+            self.env = {k: str(outcome.env[k])[:ENV_VALUE_CAP] for k in ("python", "torch", "triton") if outcome.env.get(k)}
         if kind.section and outcome.section is not None:
             self.sections.setdefault(kind.section, []).append(outcome.section)

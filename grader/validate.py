@@ -155,11 +155,11 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
             problems.append(f"calibration {calibration.name} scores {outside[0]}%, outside its band [{low:g}, {high:g}]")
         if all(c["status"] == "pass" for c in report["checks"]):
             problems.append(f"calibration {calibration.name} loses no points on any check")
-        problems += _deduction_problems(calibration, report)
+        problems += _deduction_problems(calibration, report, calibration.name in flagged_on_purpose)
     return result
 
 
-def _deduction_problems(calibration, report: dict[str, Any]) -> list[str]:
+def _deduction_problems(calibration, report: dict[str, Any], flagged: bool) -> list[str]:
     """One bug, one deduction: a calibration holds one flaw, and its manifest entry names the checks
     that flaw may cost. No other check may lose points, and every named check graded here must (a
     latency check is measured: it may lose one scoring step anywhere, and is not required to lose).
@@ -179,7 +179,6 @@ def _deduction_problems(calibration, report: dict[str, Any]) -> list[str]:
             problems.append(f"calibration {calibration.name} names check {check_id} but loses nothing there")
     named = [graded[i] for i in calibration.checks if i in graded]
     tested = [c for c in named if not KINDS[c["kind"]].priced_by_measurement]
-    flagged = "flagged" in calibration.flaw
     fails_hidden = any(t["outcome"] != "passed" for c in report["checks"] if c["visibility"] == "hidden"
                        for t in c["tests"])
     if tested and not flagged and not fails_hidden:
