@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -19,6 +20,10 @@ from .exercises import PROJECT_ROOT, Exercise, all_exercise_ids, home, load_exer
 from .outdir import Protected, claim_out, one_line, shown, write_files
 
 BACKEND_CHOICES = ["auto", "docker", "bwrap", "process"]
+# Sub-commands defined in their own modules: each has add_parser(sub), which adds its parser and sets
+# `func`. Keep their top-level imports light: `mlgrade list` imports them too.
+COMMAND_MODULES: tuple[str, ...] = (
+)
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
@@ -292,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--gpu", action="store_true")
     check.add_argument("--tag", help="image name (default as for build)")
     check.set_defaults(func=cmd_image)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 
