@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..checks.base import SLUG
 from ..errors import BadInput, InfraError
@@ -26,6 +26,9 @@ from ..exercises import Exercise, load_exercise
 from ..intake import intake
 from ..manifest import Calibration, load_manifest
 from ..outdir import shown
+
+if TYPE_CHECKING:
+    from ..validate import Validation
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class Calibrated:
     percents: list[float]        # one per grading
     folder: Path                 # exercises/ID/calibration/NAME
     files: tuple[str, ...]
-    validation: Any              # grader.validate.Validation of the whole exercise, entry included
+    validation: "Validation"     # of the whole exercise, the new entry included
 
 
 def band_for(percents: list[float], config: CalibrateConfig = CONFIG) -> tuple[int, int]:
