@@ -121,3 +121,32 @@ def test_a_candidate_id_that_is_not_a_folder_name_is_refused(round_dir: Path, tm
 def test_listed_in_help() -> None:
     run = mlgrade("--help")
     assert run.returncode == 0 and "export" in run.stdout
+
+
+def test_a_candidate_view_naming_a_hidden_test_stops_the_gradescope_export(round_dir: Path, tmp_path: Path) -> None:
+    """Defence in depth: were the candidate view ever to carry a hidden test's node id, nothing is exported."""
+    folder = copy_round(round_dir, tmp_path)
+    grader = json.loads((folder / "candidates" / "bob.no-edge" / "report.json").read_text())
+    nodeid = next(t["nodeid"] for c in grader["checks"] if c["visibility"] == "hidden" for t in c["tests"])
+    path = folder / "candidates" / "bob.no-edge" / "candidate" / "report.json"
+    view = json.loads(path.read_text())
+    view["warnings"].append(f"see {nodeid}")
+    path.write_text(json.dumps(view))
+    run = mlgrade("export", folder, "--format", "gradescope")
+    assert run.returncode == 3 and f"candidate bob.no-edge: the candidate view names hidden test '{nodeid}'" in run.stderr
+    assert not (folder / "exports").exists()
+
+
+def test_a_write_that_fails_midway_keeps_the_earlier_folder(tmp_path: Path) -> None:
+    from grader.errors import InfraError
+    from grader.exports.writing import write_file, write_folder
+    dest = tmp_path / "exports" / "junit"
+    write_folder(dest, {"a.xml": b"first\n"})
+    with pytest.raises(InfraError, match="cannot write the export to .*junit: File exists"):
+        write_folder(dest, {"b.xml": b"second\n", "b.xml/c.xml": b"a file cannot hold a file\n"})
+    assert _tree(tmp_path) == {"exports/junit/a.xml": b"first\n"}  # no staging folder, the earlier export back
+    with pytest.raises(InfraError, match="cannot write the export to"):
+        write_file(tmp_path / "exports" / "junit" / "a.xml" / "new" / "scores.csv", b"x\n")
+    assert _tree(tmp_path) == {"exports/junit/a.xml": b"first\n"}
+    write_folder(dest, {"b.xml": b"second\n"})
+    assert _tree(tmp_path) == {"exports/junit/b.xml": b"second\n"}
