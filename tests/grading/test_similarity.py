@@ -5,9 +5,12 @@ rewrite written here in another style, and hostile archives. Nothing is mocked.
 from __future__ import annotations
 
 import io
+import os
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -526,3 +529,16 @@ def test_threshold_out_of_range_is_bad_input() -> None:
 def test_config_default_is_documented() -> None:
     docs = "\n".join(p.read_text() for p in (PROJECT / "docs").glob("*.md"))
     assert f"`DEFAULT_THRESHOLD = {similarity.DEFAULT_THRESHOLD}`" in docs
+
+
+def test_scores_are_the_same_in_every_process(tmp_path: Path) -> None:
+    """Hashes are not Python's salted hash(): two processes with different hash seeds agree."""
+    script = ("import json, sys; from pathlib import Path; from grader.similarity import similar_pairs; "
+              "pairs = similar_pairs({'ref': Path(sys.argv[1]), 'ws': Path(sys.argv[2]), 'other': Path(sys.argv[3])}, "
+              "Path(sys.argv[4]), threshold=0.0, required_files=['loader.py', 'collate.py']); "
+              "print(json.dumps([[p.a, p.b, p.score, p.detail] for p in pairs]))")
+    args = [str(REFERENCE), str(EXERCISE / "calibration" / "whole-shards"), str(_other(tmp_path / "other")),
+            str(STARTER)]
+    runs = [subprocess.run([sys.executable, "-c", script, *args], cwd=PROJECT, capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")]
+    assert runs[0] == runs[1] and len(json.loads(runs[0])) == 3
