@@ -136,7 +136,7 @@ def cmd_kit(args: argparse.Namespace) -> int:
     return 0
 
 
-REPORT_FILES = ("report.json", "report.md")
+REPORT_FILES = ("report.json", "report.md", "report.html")
 SPECIAL_FILES = [(stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                  (stat.S_ISBLK, "a block device")]
 
@@ -160,6 +160,7 @@ def _check_submission_kind(path: str) -> None:
 def cmd_grade(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
+    from .html import render_submission
     from .report import candidate_view, print_table, to_markdown, validate_report
     exercise = load_exercise(args.exercise)
     _check_submission_kind(args.submission)
@@ -174,14 +175,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
             validate_report(report)
         if claimed is not None:
             write_files(claimed, {"report.json": json.dumps(report, indent=2) + "\n",
-                                  "report.md": to_markdown(report)})
+                                  "report.md": to_markdown(report), "report.html": render_submission(report)})
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
         print_table(report, out)
         if args.out:
-            out.print(f"reports written to {shown(args.out)}/report.json and report.md", markup=False, emoji=False,
-                      soft_wrap=True)
+            out.print(f"reports written to {shown(args.out)}/report.json, report.md and report.html", markup=False,
+                      emoji=False, soft_wrap=True)
     return 0
 
 
@@ -270,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("submission")
     grade.add_argument("--backend", choices=BACKEND_CHOICES, default="auto")
     grade.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    grade.add_argument("--out", help="folder for report.json and report.md (nothing is written without it)")
+    grade.add_argument("--out", help="folder for report.json, report.md and report.html, in the --view asked for "
+                       "(nothing is written without it)")
     grade.add_argument("--view", choices=["grader", "candidate"], default="grader")
     grade.add_argument("--json", action="store_true", help="print the report JSON on stdout")
     grade.add_argument("--seed", type=int, default=0)

@@ -132,6 +132,11 @@ def check_out(arg: str, *, allowed: Iterable[str] = (), protected: Iterable[Prot
     return real
 
 
+def _listed(names: list[str]) -> str:
+    """a, b and c"""
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _check_contents(folder: Path, label: str, allowed: set[str]) -> None:
     try:
         with os.scandir(folder) as entries:
@@ -139,7 +144,7 @@ def _check_contents(folder: Path, label: str, allowed: set[str]) -> None:
                 if entry.name in allowed and entry.is_file(follow_symlinks=False):
                     continue
                 if allowed:
-                    raise BadInput(f"{label}: folder holds other files than {' and '.join(sorted(allowed))} "
+                    raise BadInput(f"{label}: folder holds other files than {_listed(sorted(allowed))} "
                                    f"(e.g. {shown(entry.name, 40)}); use a new or empty folder")
                 raise BadInput(f"{label}: folder exists and is not empty; use a new or empty folder")
     except OSError as exc:

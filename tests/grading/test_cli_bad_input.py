@@ -81,8 +81,8 @@ def test_grade_out_root_writes_nothing_in_root(sub: Path) -> None:
     ("TMP", "contains the submission"),
     ("TMP/notes.txt/out", "is a file, not a folder"),
     ("TMP/notes.txt", "exists and is not a folder"),
-    ("TMP/busy", "holds other files than report.json and report.md"),
-    ("TMP/planted", "holds other files than report.json and report.md"),
+    ("TMP/busy", "holds other files than report.html, report.json and report.md"),
+    ("TMP/planted", "holds other files than report.html, report.json and report.md"),
     ("TMP/to-proc/x", "under /proc"),
     ("/proc/x", "under /proc"),
     ("/proc/self/x", "under /proc"),
@@ -332,13 +332,13 @@ def test_grade_out_new_nested_folder_then_again(tmp_path: Path, sub: Path) -> No
     out = tmp_path / "reports" / "round-1"
     first = mlgrade("grade", "toy", str(sub), "--backend", BACKEND, "--out", str(out), "--json")
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
     assert json.loads((out / "report.json").read_text())["score"]["percent"] == 100.0
     assert oct((out / "report.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
     (out / "report.md").write_text("stale\n")
     again = mlgrade("grade", "toy", str(sub), "--backend", BACKEND, "--out", str(out))
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
     assert (out / "report.md").read_text().startswith("# Toy arithmetic — 100.0%")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports", "sub"]
 

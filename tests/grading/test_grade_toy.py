@@ -144,7 +144,7 @@ def test_cli_grade_json_and_out_folder(tmp_path: Path) -> None:
     validate_report(report)
     assert report["score"]["percent"] == 100.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]
-    assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
     assert "# Toy arithmetic — 100.0%" in (out / "report.md").read_text()
 
 
