@@ -23,6 +23,7 @@ BACKEND_CHOICES = ["auto", "docker", "bwrap", "process"]
 # Sub-commands defined in their own modules: each has add_parser(sub), which adds its parser and sets
 # `func`. Keep their top-level imports light: `mlgrade list` imports them too.
 COMMAND_MODULES: tuple[str, ...] = (
+    "grader.batch.command",
     "grader.exports.command",
     "grader.authoring.commands",
 )
