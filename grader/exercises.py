@@ -62,7 +62,10 @@ def load_exercise(name: str) -> Exercise:
     for needed in ("README.md", "starter", "tests"):
         if not (root / needed).exists():
             raise BadInput(f"{root}: missing {needed}")
-    return Exercise(root=root.resolve(), manifest=manifest)
+    exercise = Exercise(root=root.resolve(), manifest=manifest)
+    from .hints import vet_hints  # here, not at the top: it needs the index of hidden text (numpy)
+    vet_hints(exercise)  # a hint that names no test or reveals hidden material is refused here
+    return exercise
 
 
 def all_exercise_ids() -> list[str]:

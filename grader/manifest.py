@@ -67,6 +67,7 @@ class Manifest(_Strict):
     calibration: list[Calibration] = []
     starter_passes: dict[str, str] = {}
     spec: str | None = None  # trusted spec module for outputs/latency checks, relative to the exercise folder
+    feedback: Literal["none", "hints"] = "hints"  # "none": hidden checks' hints are never listed (grader/hints.py)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Manifest":
@@ -93,6 +94,12 @@ class Manifest(_Strict):
             for named in calibration.checks:
                 if named not in ids:
                     raise ValueError(f"calibration {calibration.name} names check {named!r}, which is not a check")
+        for check in self.checks:  # after the rest, so that a wrong `tests` or `kind` is named first
+            if check.hints and not check.takes_hints:
+                raise ValueError(f"check {check.id}: a {check.kind} check takes no hints")
+            for key in check.hints:
+                if not check.hint_key_owned(key):
+                    raise ValueError(f"check {check.id}: hint key {key!r} names no test of this check")
         return self
 
     @property

@@ -28,6 +28,7 @@ from .checks import KINDS
 from .checks.base import Context, Kind, Outcome
 from .checks.probe_output import ProbeOutput, read_probe
 from .harness.wire import ENV_VALUE_CAP, EVENT_STARTED, RESULTS_FILE, STARTED
+from .hints import shown_hints
 from .integrity import Integrity, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
@@ -274,6 +275,7 @@ class Grader:
                 "total": len(s.tests), "reasons": s.reasons(),
                 "tests": [{"nodeid": t.nodeid, "outcome": t.outcome, "duration_s": t.duration_s, "message": t.message}
                           for t in s.tests],
+                **({"hints": hints} if (hints := shown_hints(exercise.manifest, s.check, s.tests)) else {}),
             } for s in scores],
             "run": {
                 "exit_code": main.exit_code if main else None,

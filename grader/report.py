@@ -10,9 +10,11 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .checks import KINDS
+from .feedback import LEADS, hidden_counts
 from .integrity import TAMPERING_WARNING
 from .report_model import SCHEMA_ID
 from .scrub import HiddenText, scrub_view
@@ -20,8 +22,8 @@ from .scrub import HiddenText, scrub_view
 UNSANDBOXED = "UNSANDBOXED: the process backend ran candidate code with no isolation"
 TAMPERING_NOTE = (f"{TAMPERING_WARNING}: the verdicts reported from the submission's process were void; "
                   "a grader will review the submission")
-HIDDEN_NOTE = "details of hidden tests are not shown in the candidate view"
 MAX_ERROR_CHARS = 300  # a refused report's message: one line, whatever the offending value holds
+MIN_NAME = 6  # hidden test names this long are withheld from candidate text even alone ("test_x")
 
 
 @cache
@@ -46,21 +48,22 @@ def validate_report(report: dict[str, Any]) -> None:
 
 
 def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> dict[str, Any]:
-    """The report a candidate may see: hidden tests' names and messages and the run's output removed,
-    and every string candidate code could have influenced (public tests' messages, the run's part of
-    reason lines, warnings, flags, latency methods, kernel names, version strings) passed through
+    """The report a candidate may see: hidden tests' names and messages and the run's output removed
+    (a hidden check keeps its count, its hints and the reasons grader/feedback.py allows), and every
+    string candidate code could have influenced (public tests' messages, the run's part of reason
+    lines, warnings, flags, latency methods, kernel names, version strings) passed through
     `grader.scrub.scrub` against `hidden` (the exercise's hidden material, `HiddenText.from_exercise`;
     None: only capped and cleaned, and long encoded runs withheld); see `grader.scrub.scrub_view`."""
     hidden = hidden if hidden is not None else HiddenText.empty()
     secret_ids = [t["nodeid"] for c in report["checks"] if c["visibility"] == "hidden" and c["kind"] == "pytest"
                   for t in c["tests"]]
-    if secret_ids:  # hidden tests' names and parameters are hidden material too
-        hidden = hidden.extended(secret_ids)
+    if secret_ids:  # hidden tests' names and parameters are hidden material too, their names even alone
+        hidden = hidden.extended(secret_ids).with_names(_test_names(secret_ids))
     view = copy.deepcopy(report)
     view["view"] = "candidate"
     for check in view["checks"]:
         if check["visibility"] == "hidden":
-            (KINDS[check["kind"]].candidate_check or _hidden_counts)(check)
+            (KINDS[check["kind"]].candidate_check or hidden_counts)(check, hidden)
     for kind in KINDS.values():  # a kind's sections: kept (and scrubbed below), rewritten or dropped
         if kind.section in view and kind.candidate_section is not None:
             kept = [s for s in map(kind.candidate_section, view[kind.section]) if s is not None]
@@ -73,16 +76,17 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     view.pop("integrity", None)  # grader view only (tampering evidence, scan findings)
     # The evidence names sentinels and scan rules: the candidate learns only that verdicts were void.
     view["warnings"] = [TAMPERING_NOTE if w.startswith(TAMPERING_WARNING) else w for w in view["warnings"]]
-    scrub_view(view, hidden)
+    scrub_view(view, hidden, LEADS)
     return view
 
 
-def _hidden_counts(check: dict[str, Any]) -> None:
-    """A hidden check in the candidate view: how many of its tests did not pass, no names."""
-    failed = check["total"] - check["passed"]
-    check["tests"] = []
-    check["reasons"] = ([f"-{check['max_points'] - check['points']:.2f} pts: {failed} of {check['total']} "
-                         f"hidden tests did not pass ({HIDDEN_NOTE})"] if failed else [])
+def _test_names(nodeids: list[str]) -> set[str]:
+    """The module, class and function names of node ids ("hidden/test_a.py::TestX::test_y[1]")."""
+    names = set()
+    for nodeid in nodeids:
+        path, *parts = nodeid.split("[", 1)[0].split("::")
+        names.update([path.rsplit("/", 1)[-1].removesuffix(".py"), *parts])
+    return {name for name in names if len(name) >= MIN_NAME}
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -105,6 +109,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     if lost:
         lines += ["", "## Where points were lost", ""]
         lines += [f"- **{title}**: {reason}" for title, reason in lost]
+    hints = [(c["title"], h) for c in report["checks"] for h in c.get("hints", [])]
+    if hints:
+        lines += ["", "## Hints for failed hidden tests", ""]
+        lines += [f"- **{title}**: {hint}" for title, hint in hints]
     for kind in KINDS.values():  # each kind renders its own sections (grader/checks/)
         if kind.section and kind.markdown:
             for section in report.get(kind.section, []):
@@ -130,5 +138,10 @@ def print_table(report: dict[str, Any], console: Console) -> None:
     table.add_row("[bold]total[/]", "", "", f"[bold]{score['points']:.2f} / {score['max_points']:g} "
                   f"({score['percent']:.1f}%)[/]")
     console.print(table)
+    for check in report["checks"]:
+        if check.get("hints"):
+            console.print(f"[cyan]hints[/] for {escape(check['id'])} (failed hidden tests):")
+            for hint in check["hints"]:
+                console.print(f"  - {escape(hint)}")
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/] {warning}")

@@ -115,6 +115,9 @@ class ReportCheck(_Section):
     total: Annotated[int, Field(ge=0)]
     reasons: list[str]
     tests: list[ReportedTest] = Field(description="Empty for hidden checks in the candidate view.")
+    hints: list[str] = Field(None, description="hidden checks only, both views: the exercise's one-line hint "
+                                               "of each test that ran and did not pass, each once, in test "
+                                               "order (grader/hints.py); left out when there is none")
 
 
 class SandboxRun(_Section):

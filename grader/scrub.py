@@ -37,12 +37,16 @@ Covered (the string is replaced by WITHHELD_HIDDEN or WITHHELD_ENCODED):
   encoded data whatever it decodes to (compressed or encrypted text cannot be matched);
 - in `candidate_view`, text split over several strings (one piece per test) when the pieces
   follow one another in report order or in reverse order, also behind a `SomeError: ` prefix;
+- in `candidate_view`, a hidden test's module, class or function name of 6 characters or more
+  ("test_mean_single") as a whole identifier, however short, also reversed or in ROT13
+  (`with_names`; names the kit also uses are not withheld);
 - every string is cut to `cap` characters and loses control, format (zero-width, bidi),
   surrogate, private-use and unassigned characters and ANSI escape sequences.
 
 Not covered (the cap, a few hundred characters per string, bounds what these can carry):
 - shared runs shorter than the above: a short literal (an expected value, a hidden test's
-  name, "SIZES = [9, 1, 0, 14]") can be passed on, one or two per string;
+  parameter id, a name split into words, "SIZES = [9, 1, 0, 14]") can be passed on, one or two
+  per string;
 - any other cipher (Caesar shifts, XOR, a private alphabet), pieces in any other order,
   filler characters interleaved with the text, paraphrase;
 - numbers: durations, timings, modelled figures and pass/fail patterns are chosen by candidate
@@ -54,13 +58,14 @@ Not covered (the cap, a few hundred characters per string, bounds what these can
 from __future__ import annotations
 
 import base64
+import builtins
 import binascii
 import hashlib
 import io
 import re
 import tokenize
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -106,6 +111,9 @@ _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]{%d,}" % BLOB)
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{%d,}" % BLOB)
 _B32_RUN = re.compile(r"[A-Z2-7]{%d,}|[a-z2-7]{%d,}" % (BLOB, BLOB))
 _WHITESPACE = re.compile(r"\s+")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUOTED_NAME = re.compile(r"""['"]([^'"\s]*)['"]""")
+_BUILTIN_NAMES = frozenset(dir(builtins))  # 'str', 'NoneType'... in a TypeError are not secret
 # Short encodings that are decoded and matched (long ones are withheld as blobs anyway).
 _HEX_SHORT = re.compile(r"(?:[0-9A-Fa-f]{2}[\s:,-]?){12,}")
 _B64_SHORT = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -236,6 +244,31 @@ def _code_only(text: str) -> list[str]:
     return segments + [text[position:]]
 
 
+def kit_files(exercise: "Exercise") -> list[Path]:
+    """What a candidate's kit holds (grader.cli.cmd_kit): starter, brief, public tests, conftest, spec."""
+    kit = _files(exercise.starter) + _files(exercise.brief) + _files(exercise.tests / "public")
+    kit += _files(exercise.tests / "conftest.py")  # shipped in the kit, like the spec (cli.cmd_kit)
+    if exercise.manifest.spec:
+        kit += _files(exercise.root / exercise.manifest.spec)
+    return kit
+
+
+def hidden_test_files(exercise: "Exercise") -> list[Path]:
+    """Every file under the exercise's tests/ that its kit does not hold."""
+    shipped = {p.resolve() for p in kit_files(exercise)}
+    return [p for p in _files(exercise.tests) if p.resolve() not in shipped]
+
+
+def read_text(path: Path) -> str | None:
+    """A file's text as the index reads it (capped; None when binary or unreadable)."""
+    return _read_text(path)
+
+
+def folded_words(text: str) -> list[str]:
+    """text's words as the index compares them (folded: case, look-alikes, width; "_" separates)."""
+    return _WORD.findall(_fold(text))
+
+
 def _files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
@@ -259,6 +292,8 @@ class HiddenText:
     public_words: np.ndarray = field(default_factory=lambda: _EMPTY)
     public_letters: np.ndarray = field(default_factory=lambda: _EMPTY)
     sources: tuple[str, ...] = ()
+    public_names: frozenset[str] = frozenset()  # identifiers of the kit and its module names (names_public)
+    names: frozenset[str] = frozenset()  # hidden identifiers (test names), matched whole, folded (with_names)
 
     # -- building -----------------------------------------------------------------------
     @classmethod
@@ -275,12 +310,7 @@ class HiddenText:
     @classmethod
     def from_exercise(cls, exercise: "Exercise") -> "HiddenText":
         """The exercise's hidden tests and data and its reference; its kit is public."""
-        kit = _files(exercise.starter) + _files(exercise.brief) + _files(exercise.tests / "public")
-        kit += _files(exercise.tests / "conftest.py")  # shipped in the kit, like the spec (cli.cmd_kit)
-        if exercise.manifest.spec:
-            kit += _files(exercise.root / exercise.manifest.spec)
-        shipped = {p.resolve() for p in kit}
-        tests = [p for p in _files(exercise.tests) if p.resolve() not in shipped]
+        kit, tests = kit_files(exercise), hidden_test_files(exercise)
         solutions = _files(exercise.reference)
         hidden, public, sources, total = [], [], [], 0
         for paths, texts in ((tests, hidden), (solutions, hidden), (kit, public)):
@@ -292,7 +322,9 @@ class HiddenText:
                 texts.extend(_code_only(text) if paths is solutions and path.suffix == ".py" else [text])
                 if texts is hidden:
                     sources.append(str(path))
-        return cls.from_texts(hidden, public, sources)
+        names = {name for text in public for name in _IDENTIFIER.findall(text)}
+        names |= {Path(p).stem for p in exercise.manifest.required_files} | {p.stem for p in _files(exercise.starter)}
+        return replace(cls.from_texts(hidden, public, sources), public_names=frozenset(names))
 
     def extended(self, hidden: Iterable[str]) -> "HiddenText":
         """This index plus more hidden texts (public runs still subtracted)."""
@@ -305,7 +337,14 @@ class HiddenText:
             shingles = _rolling(codes, CHARS)
             if len(shingles):
                 letters.append(_winnow(shingles, _diverse(codes) & ~_member(shingles, self.public_letters)))
-        return HiddenText(_union(*words), _union(*letters), self.public_words, self.public_letters, self.sources)
+        return replace(self, words=_union(*words), letters=_union(*letters))
+
+    def with_names(self, names: Iterable[str]) -> "HiddenText":
+        """This index plus identifiers that count as hidden when they appear whole in a text, however
+        short ("test_mean_single"): a hidden test's function, class or module name. Names the kit
+        also uses are left out."""
+        public = {name.casefold() for name in self.public_names}
+        return replace(self, names=self.names | {n for n in map(_fold, names) if n and n not in public})
 
     @property
     def nbytes(self) -> int:
@@ -313,7 +352,7 @@ class HiddenText:
         return int(self.words.nbytes + self.letters.nbytes)
 
     def __bool__(self) -> bool:
-        return bool(len(self.words) or len(self.letters))
+        return bool(len(self.words) or len(self.letters) or self.names)
 
     # -- matching -----------------------------------------------------------------------
     def spans(self, pieces: Sequence[str]) -> list[tuple[int, int]]:
@@ -335,7 +374,15 @@ class HiddenText:
 
     def _found(self, text: str) -> bool:
         text = _fold(text)
-        return any(self.spans([variant]) for variant in (text, text[::-1], text.translate(_ROT13)))
+        return any(self.spans([variant]) or (self.names and not self.names.isdisjoint(_IDENTIFIER.findall(variant)))
+                   for variant in (text, text[::-1], text.translate(_ROT13)))
+
+    def names_public(self, text: str) -> bool:
+        """True when every name text quotes ('x' or "x", as Python's messages do) is a name of the
+        kit: "cannot import name 'PadCollator' from 'collate'" is, a helper only a hidden test
+        imports is not."""
+        return all(name in self.public_names or name in _BUILTIN_NAMES
+                   for quoted in _QUOTED_NAME.findall(text) for name in _IDENTIFIER.findall(quoted))
 
     def leaks(self, text: str) -> bool:
         """True when text shares a run with hidden material, as written or cheaply transformed
@@ -441,7 +488,7 @@ _TRUSTED = {("schema",), ("view",), ("exercise",), ("submission",), ("timing",),
             ("environment", "backend"), ("environment", "device"), ("environment", "mlgrade"),
             ("environment", "host"), ("environment", "enforced_limits"), ("environment", "details"),
             ("checks", "*", "id"), ("checks", "*", "title"), ("checks", "*", "kind"), ("checks", "*", "visibility"),
-            ("checks", "*", "status"), ("checks", "*", "tests", "*", "nodeid"), ("checks", "*", "tests", "*", "outcome"),
+            ("checks", "*", "status"), ("checks", "*", "hints"), ("checks", "*", "tests", "*", "nodeid"), ("checks", "*", "tests", "*", "outcome"),
             ("latency", "*", "check"), ("latency", "*", "device"), ("latency", "*", "cases", "*", "case"),
             ("model", "*", "check"), ("model", "*", "target"), ("model", "*", "label"), ("model", "*", "entry"),
             ("model", "*", "cases", "*", "case")}
@@ -469,13 +516,15 @@ def _reason_prefix(reason: str, nodeids: list[str]) -> tuple[str, str | None]:
     return prefix, None
 
 
-def scrub_view(view: dict[str, Any], hidden: HiddenText) -> None:
+def scrub_view(view: dict[str, Any], hidden: HiddenText, leads: Sequence[re.Pattern[str]] = ()) -> None:
     """Scrub, in place, every candidate-influenced string of a candidate-view report whose hidden checks
-    are already reduced to counts: test messages (cap 300), the part of each reason line after the
-    grader's "-0.50 pts: <node id>: failed: " (withheld with its test's message), warnings, latency
-    methods (500) and flags, modelled kernel names (80), version strings (100), and any string a later
-    version adds outside the trusted fields. Keys candidate code chose (warm-up tables) are dropped.
-    Finally strings that carry hidden text in pieces, one after another, are withheld (`stitched`)."""
+    are already reduced to counts, hints and grader-worded lines: test messages (cap 300), the part of
+    each reason line after the grader's "-0.50 pts: <node id>: failed: " (withheld with its test's
+    message), the part of a hidden check's reason after one of `leads` (grader/feedback.py: the
+    submission's own import error), warnings, latency methods (500) and flags, modelled kernel names
+    (80), version strings (100), and any string a later version adds outside the trusted fields. Keys
+    candidate code chose (warm-up tables) are dropped. Finally strings that carry hidden text in pieces,
+    one after another, are withheld (`stitched`)."""
     slots: list[tuple[Any, Any, str, str]] = []  # (container, key, trusted prefix, text shown)
 
     def take(container: Any, key: Any, cap: int, prefix: str = "", withheld: str | None = None) -> str:
@@ -507,8 +556,12 @@ def scrub_view(view: dict[str, Any], hidden: HiddenText) -> None:
             walk(view, name, (name,))
             continue
         for check in view["checks"]:
-            if check.get("visibility") == "hidden":
-                continue  # tests dropped, reasons written by candidate_view from counts
+            if check.get("visibility") == "hidden":  # tests dropped; hints and reasons written by the grader...
+                for index, reason in enumerate(check.get("reasons", [])):
+                    lead = next((m for m in (p.match(reason) for p in leads) if m), None)
+                    if lead is not None:  # ...except what follows a lead: the candidate's own error
+                        take(check["reasons"], index, 300, lead.group())
+                continue
             withheld = {}  # node id -> the note that replaced its message
             for test in check.get("tests", []):
                 if take(test, "message", 300) in _WITHHELD:

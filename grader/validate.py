@@ -3,8 +3,10 @@
 An exercise is valid when its reference scores 100%, its starter at most 10%, every
 calibration submission lands in its band and loses points somewhere, every hidden test
 passes on the reference and fails on the starter (unless declared otherwise), every test
-belongs to exactly one check, and repeated gradings give identical scores (a latency
-check, which is measured, may move by one scoring step).
+belongs to exactly one check, every hint names collected tests and quotes none of their
+parameters (grader/hints.py; the rest of a hint's checks run whenever the exercise loads),
+and repeated gradings give identical scores (a latency check, which is measured, may move
+by one scoring step).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from .exercises import Exercise
 from .checks import KINDS
+from .hints import collected_problems
 from .scoring import STEP
 from .pipeline import Grader, resolve_device
 
@@ -96,6 +99,7 @@ def validate_exercise(grader: Grader, exercise: Exercise, repeat: int = 1) -> Va
     has_pytest = any(c.kind == "pytest" for c in exercise.manifest.checks)
     expected = grader.collect(exercise) if has_pytest else []
     problems += _ownership_problems(exercise, expected)
+    problems += collected_problems(exercise, expected)  # hint keys name collected tests, no parameter quoted
     graded_here = [c for c in exercise.manifest.checks if c.device in ("any", resolve_device(exercise, "auto"))]
     hidden = [n for n in expected if n.startswith("hidden/") and any(c.owns(n) for c in graded_here)]
 

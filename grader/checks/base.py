@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..harness.wire import nodeid_matches
 
 if TYPE_CHECKING:
     from sandbox import RunResult
 
     from ..exercises import Exercise
     from ..scoring import CheckScore
+    from ..scrub import HiddenText
 
 SLUG = r"^[a-z0-9][a-z0-9-]*$"
+HINT_MAX_CHARS = 120  # a hint is one short line (grader/hints.py)
 
 
 class Strict(BaseModel):
@@ -35,17 +39,53 @@ class ReportPart(BaseModel):
 
 
 class CheckSpec(Strict):
-    """The keys every check has in exercise.toml; each kind's spec adds `kind` and its own keys."""
+    """The keys every check has in exercise.toml; each kind's spec adds `kind` and its own keys.
+
+    `hints` maps a node-id prefix of this check's tests (as the report names them) to one line shown
+    to a candidate who failed such a test (grader/hints.py). Only hidden checks of kinds that set
+    `takes_hints` may have them (the Manifest checks that each key names its tests): a public test
+    shows its own message."""
+
+    takes_hints: ClassVar[bool] = False
 
     id: str = Field(pattern=SLUG)
     title: str = Field(min_length=1)
     visibility: Literal["public", "hidden"]
     points: float = Field(gt=0)
     device: Literal["cpu", "cuda", "any"] = "any"  # gradings on another device leave the check out
+    hints: dict[str, str] = {}
 
     def owns(self, nodeid: str) -> bool:
         """True when the pytest node id belongs to this check (only pytest checks own tests)."""
         return False
+
+    def hint_key_owned(self, key: str) -> bool:
+        """True when key names this check's tests (or some of them)."""
+        return self.owns(key)
+
+    def hint_targets(self, exercise: "Exercise", collected: list[str]) -> list[str] | None:
+        """The node ids this check's tests will have (collected: the exercise's pytest node ids), or None
+        when they cannot be known before a grading."""
+        return [n for n in collected if self.owns(n)]
+
+    @model_validator(mode="after")
+    def _hints_are_lines(self) -> "CheckSpec":
+        if self.hints and self.visibility != "hidden":
+            raise ValueError("hints are for hidden checks (a public test shows its own message)")
+        for key, text in self.hints.items():  # whether each key names a test of its check: the Manifest's
+            if not text.strip() or text != text.strip():
+                raise ValueError(f"hint for {key!r} must not be empty or start or end with spaces")
+            if not text.isprintable():
+                raise ValueError(f"hint for {key!r} must be one printable line (no newline, tab, control, "
+                                 "zero-width or bidi characters)")
+            if len(text) > HINT_MAX_CHARS:
+                raise ValueError(f"hint for {key!r} has {len(text)} characters; at most {HINT_MAX_CHARS}")
+        return self
+
+    def hint_for(self, nodeid: str) -> str | None:
+        """The hint of the longest key that names nodeid, or None."""
+        keys = [k for k in self.hints if nodeid_matches(k, nodeid)]
+        return self.hints[max(keys, key=len)] if keys else None
 
 
 @dataclass
@@ -108,8 +148,9 @@ class Kind:
     (a calibration costing only such checks need not fail a hidden test);
     section: the report key under which its outcomes' sections are listed, if any, with
     section_model (a ReportPart: the report schema is generated from it) and section_doc;
-    candidate_check: rewrites a hidden check's report entry for the candidate view (default: the
-    count of hidden tests that did not pass); candidate_section: the candidate view of one of its
+    candidate_check: rewrites a hidden check's report entry for the candidate view, given the exercise's
+    hidden material (default: the count of hidden tests that did not pass; grader/feedback.py says what
+    else a candidate may be told); candidate_section: the candidate view of one of its
     sections (None drops it; default: kept, and scrubbed like every string there); markdown: one
     section's lines in report.md;
     needs_spec: its checks need the exercise's trusted spec module."""
@@ -123,7 +164,7 @@ class Kind:
     section: str | None = None
     section_model: type[BaseModel] | None = None
     section_doc: str = ""
-    candidate_check: Callable[[dict[str, Any]], None] | None = None
+    candidate_check: Callable[[dict[str, Any], "HiddenText"], None] | None = None
     candidate_section: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
     markdown: Callable[[dict[str, Any]], list[str]] | None = None  # one section's lines in report.md
     needs_spec: bool = False

@@ -11,29 +11,45 @@ import dataclasses
 
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from ..feedback import IMPORT_FAILED as FEEDBACK_IMPORT_FAILED, hidden_counts
 from ..harness.wire import EVENT_CASE, EVENT_ENV, EVENT_IMPORT_ERROR, EVENT_MISSING_ENTRY, EVENT_STARTED
 from ..harness.probe import inputs_digest
 from ..results import TestResult
 from ..scoring import CheckScore, fraction_score
+from ..scrub import HiddenText
 from .base import CheckSpec, Context, Kind, Outcome
 from .probe_output import ProbeOutput, load_output
 
 SPEC_ENTRY = {"entry": "ENTRY", "triton_entry": "TRITON_ENTRY"}
+NOT_ATTEMPTED = "not attempted: "
+IMPORT_FAILED = "import failed: "
 
 
 class OutputsCheck(CheckSpec):
     """Points for outputs that match the spec's float64 reference, compared on the host.
 
     The sandbox only runs the candidate's function on inputs made from the spec's cases and
-    writes what came out; the verdict is computed outside the candidate's process.
+    writes what came out; the verdict is computed outside the candidate's process. Its tests are
+    `<check id>::<case name>`; a hidden one may give hints keyed by the check id (every case) or
+    one case's node id.
     """
+
+    takes_hints: ClassVar[bool] = True
 
     kind: Literal["outputs"]
     entry: Literal["entry", "triton_entry"] = "entry"  # which of the spec's ENTRY / TRITON_ENTRY to call
     mode: Literal["cpu", "interpret", "cuda"] = "cpu"  # interpret: Triton kernels on CPU (TRITON_INTERPRET=1)
     partial_credit: bool = True
+
+    def hint_key_owned(self, key: str) -> bool:
+        return key == self.id or key.startswith(self.id + "::")
+
+    def hint_targets(self, exercise: Any, collected: list[str]) -> list[str] | None:
+        from .spec import load_spec
+        spec = load_spec(exercise.root / str(exercise.manifest.spec))
+        return [f"{self.id}::{case.name}" for case in spec.correctness_cases(self.mode)]
 
 
 def grade(ctx: Context, checks: list[OutputsCheck]) -> dict[str, Outcome]:
@@ -102,14 +118,17 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
     import_error = probe.first(EVENT_IMPORT_ERROR)
     missing = probe.first(EVENT_MISSING_ENTRY)
     events = {e.get("case"): e for e in probe.events(EVENT_CASE)}
+    # Worded here, from the trusted spec's entry, not from the probe's line (candidate code shares its process).
+    module, _, function = str(getattr(spec, SPEC_ENTRY[check.entry])).partition(":")
+    not_defined = f"{function} is not defined in {module}.py"
     tests = []
     for case in cases:
         nodeid = f"{check.id}::{case.name}"
         if missing is not None and import_error is None:  # not attempted: no points, but nothing wrong either
-            tests.append(TestResult(nodeid, "skipped", 0.0, f"not attempted: {missing.get('message', '')}"))
+            tests.append(TestResult(nodeid, "skipped", 0.0, f"{NOT_ATTEMPTED}{not_defined}"))
             continue
         if import_error is not None:
-            tests.append(TestResult(nodeid, "error", 0.0, f"import failed: {import_error.get('message', '')}"))
+            tests.append(TestResult(nodeid, "error", 0.0, f"{IMPORT_FAILED}{import_error.get('message', '')}"))
             continue
         event = events.get(case.name)
         problems = judge_case(spec, case, event, out_dir, device)
@@ -119,9 +138,23 @@ def judge_outputs(check: OutputsCheck, spec: ModuleType, probe: ProbeOutput, out
     score = fraction_score(check, tuple(tests))
     if missing is not None and import_error is None:  # one line, not one per case
         return dataclasses.replace(score, explanation=(
-            f"-{check.points:.2f} pts: not attempted: {missing.get('message', '')} (optional; it carries these "
-            "points)",))
+            f"-{check.points:.2f} pts: {NOT_ATTEMPTED}{not_defined}"
+            + (" (optional; it carries these points)" if check.entry == "triton_entry" else ""),))
     return score
 
 
-KIND = Kind(name="outputs", spec=OutputsCheck, grade=grade, needs_spec=True)
+def candidate_check(entry: dict[str, Any], hidden: HiddenText) -> None:
+    """A hidden outputs check for the candidate: "not attempted: <entry> is not defined in <module>.py" (worded
+    on the host from the spec) in place of the count, or the count and, when the submission did not import,
+    why (its own error, scrubbed as candidate text); never a case's name or message (grader/feedback.py)."""
+    not_attempted = [r for r in entry["reasons"] if r.partition(" pts: ")[2].startswith(NOT_ATTEMPTED)]
+    failed_import = next((t["message"][len(IMPORT_FAILED):] for t in entry["tests"]
+                          if t["outcome"] == "error" and t["message"].startswith(IMPORT_FAILED)), None)
+    hidden_counts(entry)
+    if not_attempted:
+        entry["reasons"] = not_attempted
+    elif failed_import is not None:
+        entry["reasons"].append(f"{FEEDBACK_IMPORT_FAILED}{failed_import}")
+
+
+KIND = Kind(name="outputs", spec=OutputsCheck, grade=grade, needs_spec=True, candidate_check=candidate_check)

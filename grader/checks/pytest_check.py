@@ -9,15 +9,17 @@ from __future__ import annotations
 import dataclasses
 import random
 import secrets
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ..feedback import hidden_counts, runner_lines
 from ..harness.wire import COLLECTION_HUNG
 from ..harness.wire import nodeid_matches as matches  # a file, file::test or file::test[param]
 from ..integrity import run_evidence
 from ..results import RunResults
 from ..scoring import CheckScore, score_pytest_check
+from ..scrub import HiddenText
 from ..sentinels import plant, tripped
 from .base import CheckSpec, Context, Kind, Outcome
 
@@ -25,7 +27,10 @@ COLLECT_TIMEOUT_FACTOR = 2.0  # collecting (importing the submission) may take t
 
 
 class PytestCheck(CheckSpec):
-    """Points for the pytest tests under the given node-id prefixes."""
+    """Points for the pytest tests under the given node-id prefixes; a hidden one may give hints, keyed by
+    node-id prefixes under those (`hidden/test_x.py::test_y`)."""
+
+    takes_hints: ClassVar[bool] = True
 
     kind: Literal["pytest"] = "pytest"
     tests: list[str] = Field(min_length=1)
@@ -107,4 +112,12 @@ def result_warnings(expected: list[str], results: RunResults) -> list[str]:
     return warnings
 
 
-KIND = Kind(name="pytest", spec=PytestCheck, grade=grade, candidate_verdicts=True)
+def candidate_check(entry: dict[str, Any], hidden: HiddenText) -> None:
+    """A hidden pytest check for the candidate: the count of tests that did not pass, then the grader's own
+    wording (timeouts, crashes, tests not run) and collection errors of the candidate's code (grader/feedback.py)."""
+    lines = runner_lines(entry, hidden)
+    hidden_counts(entry)
+    entry["reasons"] += lines
+
+
+KIND = Kind(name="pytest", spec=PytestCheck, grade=grade, candidate_verdicts=True, candidate_check=candidate_check)

@@ -296,7 +296,7 @@ class ReviewSection(ReportPart):
     unmatched: list[dict[str, Any]] = Field(None, description="grader view only: findings for human review")
 
 
-def candidate_check(entry: dict[str, Any]) -> None:
+def candidate_check(entry: dict[str, Any], hidden: Any = None) -> None:
     """The candidate learns how many risks of each tier were found, never which were missed."""
     counts = {t: [0, 0] for t in TIERS}
     for test in entry["tests"]:
