@@ -82,6 +82,19 @@ def _read_key() -> bytes:
     return key
 
 
+
+def _failed_collector(nodeid: str, errors: list[tuple[str, str]]) -> str | None:
+    """The message of the failed collector (module, folder or root) nodeid lies under, if any."""
+    for collector, message in errors:
+        if collector == "" or collector in (".", "/") or nodeid_matches(collector, nodeid) \
+                or nodeid.startswith(collector.rstrip("/") + "/"):
+            return message
+    return None
+
+
+def _collection_reason(message: str) -> str:
+    return "not run: collection error: " + ((message.strip().splitlines() or [""])[-1][:500])
+
 class Runner:
     def __init__(self, config: dict, key: bytes) -> None:
         self.config = config
@@ -146,11 +159,22 @@ class Runner:
 
     def run(self) -> int:
         remaining = list(self.config["nodeids"])
-        collect_errors: list[str] = []
         while remaining:
+            collect_errors: list[tuple[str, str]] = []  # this child's (collector node id, message)
             child = self.spawn(remaining)
             finished, stopped_at, stalled = self.watch(child, set(remaining), collect_errors)
             remaining = [n for n in remaining if n not in finished and n != stopped_at]
+            if stopped_at is None and remaining and not stalled and collect_errors:
+                # pytest refuses the whole command line when a node id's module failed to import
+                # ("found no collectors"): only the tests under a failed collector are lost; the
+                # others are run again without them.
+                lost = [n for n in remaining if _failed_collector(n, collect_errors) is not None]
+                for nodeid in lost:
+                    self.record(event=EVENT_RESULT, nodeid=nodeid, outcome="error", duration=0.0,
+                                message=_collection_reason(_failed_collector(nodeid, collect_errors) or ""))
+                remaining = [n for n in remaining if n not in lost]
+                if lost:
+                    continue
             if stopped_at is None and remaining:
                 # The child ended, or stalled, without a test in flight: whatever is left never started,
                 # and a new child would import the submission again and meet the same fate.
@@ -159,7 +183,7 @@ class Runner:
                 elif stalled:
                     reason = f"not run: pytest stopped for over {self.collect_timeout:g} s between tests"
                 elif collect_errors:
-                    reason = "not run: collection error: " + collect_errors[-1].strip().splitlines()[-1][:500]
+                    reason = _collection_reason(collect_errors[-1][1])
                 else:
                     reason = f"not run: pytest exited with code {child.returncode} before this test started"
                 for nodeid in remaining:
@@ -209,7 +233,7 @@ class Runner:
                         current, started = None, time.monotonic()
                         self.record(**_result(event))
                     elif kind == EVENT_COLLECT_ERROR:
-                        collect_errors.append(str(event.get("message", "")))
+                        collect_errors.append((str(event.get("nodeid", "")), str(event.get("message", ""))))
                 if current is not None and time.monotonic() - started > self.timeout_for(current):
                     self.kill(child)
                     self.record(event=EVENT_RESULT, nodeid=current, outcome="timeout",

@@ -79,6 +79,18 @@ def test_os_exit_in_a_test_costs_only_that_test(grader: Grader, toy) -> None:
     assert report["score"]["percent"] == 50.0
 
 
+def test_a_test_module_that_cannot_import_costs_only_its_own_tests(grader: Grader, toy) -> None:
+    """calc.py lacks mean: pytest refuses a command line naming the tests of a module that failed to
+    import ("found no collectors"), so the runner records those and runs the others again."""
+    report = grader.grade(toy, TOY_SUBMISSIONS / "no-mean")
+    outcomes = _outcomes(report)
+    assert {outcomes[n] for n in outcomes if "test_mean.py" in n} == {"error"}
+    assert {outcomes[n] for n in outcomes if "test_mean.py" not in n} == {"passed"}
+    mean = next(c for c in report["checks"] if c["id"] == "mean")
+    assert all("cannot import name 'mean'" in t["message"] for t in mean["tests"])
+    assert report["score"]["percent"] == 50.0
+
+
 def test_exit_at_import_fails_every_test(grader: Grader, toy) -> None:
     report = grader.grade(toy, TOY_SUBMISSIONS / "import-exit")
     assert report["score"]["percent"] == 0.0
