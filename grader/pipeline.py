@@ -32,7 +32,7 @@ from .hints import shown_hints
 from .integrity import Integrity, scan_evidence
 from .scan import scan_submission
 from .intake import Submission, intake
-from .report import SCHEMA_ID, UNSANDBOXED, validate_report
+from .report import SCHEMA_ID, UNSANDBOXED, encodable, validate_report
 from .results import RunResults, read_results
 from .scoring import CheckScore, percent
 
@@ -222,7 +222,7 @@ class Grader:
                 if KINDS[check.kind].candidate_verdicts:
                     context.scores[check.id] = grading.integrity.void(context.scores[check.id])
         scores = [context.scores[c.id] for c in checks]
-        report = self._report(exercise, submission, scores, grading, started, time.monotonic() - clock)
+        report = encodable(self._report(exercise, submission, scores, grading, started, time.monotonic() - clock))
         validate_report(report)
         return report
 

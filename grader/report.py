@@ -47,6 +47,19 @@ def validate_report(report: dict[str, Any]) -> None:
                           schema_path=list(error.absolute_schema_path)) from None
 
 
+def encodable(value: Any) -> Any:
+    """value with every lone surrogate in its strings (and keys) written as a visible escape (\\ud800).
+    JSON from the sandbox may carry them; a report is then UTF-8 text that every writer and JSON reader
+    takes, instead of an error at the first file written."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if not value.isascii() else value
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [encodable(v) for v in value]
+    return value
+
+
 def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> dict[str, Any]:
     """The report a candidate may see: hidden tests' names and messages and the run's output removed
     (a hidden check keeps its count, its hints and the reasons grader/feedback.py allows), and every

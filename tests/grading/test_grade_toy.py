@@ -160,6 +160,26 @@ def test_cli_grade_json_and_out_folder(tmp_path: Path) -> None:
     assert "# Toy arithmetic — 100.0%" in (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("view", ["grader", "candidate"])
+def test_cli_out_writes_a_lone_surrogate_escaped(tmp_path: Path, view: str) -> None:
+    """JSON from the sandbox may carry a lone surrogate, which no UTF-8 file can hold: the report has it
+    as a visible escape, so report.json, report.md and report.html are all written."""
+    submission = tmp_path / "sub"
+    submission.mkdir()
+    (submission / "calc.py").write_text('def add(a, b):\n    raise AssertionError("lone \\ud800 surrogate")\n\n\n'
+                                        'def mean(xs):\n    return sum(xs) / len(xs)\n')
+    out = tmp_path / "reports"
+    run = mlgrade("grade", "toy", str(submission), "--backend", "bwrap", "--view", view, "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    validate_report(report)
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json", "report.md"]
+    if view == "grader":
+        messages = [t["message"] for c in report["checks"] for t in c["tests"]]
+        assert any("lone \\ud800 surrogate" in m for m in messages), messages
+        assert "lone \\ud800 surrogate" in (out / "report.html").read_text(encoding="utf-8")
+
+
 def test_cli_candidate_view(tmp_path: Path) -> None:
     run = mlgrade("grade", "toy", str(TOY_SUBMISSIONS / "hang"), "--view", "candidate", "--json")
     assert run.returncode == 0, run.stderr
