@@ -166,8 +166,10 @@ def clamp_jobs(jobs: int, memory_mb: int) -> tuple[int, str | None]:
     why = []
     if cores < jobs:
         why.append(f"{cores} core{'s' if cores != 1 else ''}")
-    if fits < jobs:
-        why.append(f"{available} MiB of available memory fits {fits} grading{'s' if fits != 1 else ''} "
+    if available is not None and available < memory_mb:
+        why.append(f"only {available} MiB of memory available, less than one grading's limit of {memory_mb} MiB")
+    elif fits < jobs:
+        why.append(f"{available} MiB of available memory, room for {fits} grading{'s' if fits != 1 else ''} "
                    f"of {memory_mb} MiB (the exercise's memory limit)")
     return allowed, f"--jobs {jobs} lowered to {allowed}: this machine has {' and '.join(why)}"
 
@@ -261,6 +263,10 @@ def _prepare(plan: Plan, args: argparse.Namespace, say: Any) -> tuple[Any, Any, 
     for candidate in stale:  # their reports belong to an older key
         remove_tree(candidate_folder(plan.folder, candidate))
     rows = ledger.rows()
+    gone = len(set(rows) - {e.candidate for e in plan.entries})
+    if gone:
+        say(f"{gone} candidate{'s' if gone != 1 else ''} of this round {'are' if gone != 1 else 'is'} not in SOURCE "
+            "any more: kept in the ledger as they are, not graded")
     todo = [(e.candidate, str(e.path), rows[e.candidate].key) for e in plan.entries
             if rows[e.candidate].state == "pending"]
     if version != info.get("exercise_version", version):
