@@ -150,20 +150,21 @@ def wait_until(what: str, condition, deadline_s: float = GONE_DEADLINE_S, batch:
 
 
 def kill_mid_grading(out: Path, args: list[str], env: dict[str, str] | None = None,
-                     also=lambda workers: True) -> dict[int, str]:
+                     also=lambda workers: True) -> tuple[dict[int, str], dict[int, str]]:
     """Start the batch, wait for a running row and its workers (and `also`), kill -9 it; returns
-    the workers it had, once every one of them is gone."""
+    its workers and every process under it at the kill, once all of them are gone."""
     batch = start_batch(*args, env=env)
     try:
         wait_until("a running row", lambda: running_rows(out), batch=batch)
         workers = wait_until("its workers", lambda: workers_of(batch.pid), batch=batch)
         wait_until("the condition to kill on", lambda: also(workers), batch=batch)
         assert running_rows(out)
+        under = descendants(batch.pid)
     finally:
         batch.send_signal(signal.SIGKILL)
         batch.wait()
-    wait_until("the workers of the killed batch to end", lambda: not alive(workers))
-    return workers
+    wait_until("the processes of the killed batch to end", lambda: not alive(under))
+    return workers, under
 
 
 # -- a round ----------------------------------------------------------------------------------
@@ -241,8 +242,10 @@ def test_kill_9_then_the_same_command_grades_each_candidate_once(tmp_path: Path)
     source = make_submissions(tmp_path / "subs")
     out = tmp_path / "round"
     args = ["toy", str(source), "--out", str(out), "--jobs", "2", "--backend", BACKEND]
-    workers = kill_mid_grading(out, args)
-    assert workers and not alive(workers)
+    sandboxing = lambda workers: any(descendants(pid) for pid in workers)  # noqa: E731
+    workers, under = kill_mid_grading(out, args, also=sandboxing)  # killed while a sandbox runs
+    assert workers and not alive(workers) and not alive(under)
+    assert len(under) > len(workers)  # the sandboxes that ran under the workers went too
     assert query(out, "SELECT COUNT(*) FROM submissions WHERE state = 'running'")[0][0] >= 1  # left by the kill
 
     rerun = mlgrade("batch", *args)
@@ -259,7 +262,8 @@ def test_a_wall_clock_timeout_is_a_candidate_failure_with_its_report(tmp_path: P
     home = tmp_path / "home"
     shutil.copytree(TOY_HOME, home, ignore=shutil.ignore_patterns("toy-latency"))
     manifest = home / "exercises" / "toy" / "exercise.toml"
-    text = manifest.read_text().replace("wall_s = 60", "wall_s = 8").replace("test_timeout_s = 4", "test_timeout_s = 60")
+    text = manifest.read_text().replace("wall_s = 60", "wall_s = 15").replace("test_timeout_s = 4", "test_timeout_s = 60")
+    assert "wall_s = 15" in text and "test_timeout_s = 60" in text
     manifest.write_text(text)
     source = tmp_path / "subs"
     (source / "spin").mkdir(parents=True)
@@ -296,10 +300,10 @@ def test_roster_csv_and_the_jobs_clamp(tmp_path: Path) -> None:
     roster.parent.mkdir()
     roster.write_text(f"candidate,path,email\nalice,../files/ref,a@example.com\n\nbob,{subs / 'no-edge.zip'},b@x\n")
     out = tmp_path / "round"
-    run = mlgrade("batch", "toy", str(roster), "--out", str(out), "--jobs", "64", "--backend", BACKEND)
+    run = mlgrade("batch", "toy", str(roster), "--out", str(out), "--jobs", "4096", "--backend", BACKEND)
     assert run.returncode == 0, run.stderr
-    clamp = [line for line in run.stderr.splitlines() if line.startswith("--jobs 64 lowered to")]
-    assert len(clamp) == 1 and "this machine has" in clamp[0] and "core" in clamp[0]
+    clamp = [line for line in run.stderr.splitlines() if line.startswith("--jobs 4096 lowered to")]
+    assert len(clamp) == 1 and "this machine has" in clamp[0], run.stderr  # cores, and 4 TiB of memory limits
     assert {c: (s, p) for c, (s, _, p, _) in states(out).items()} == {"alice": ("graded", 100.0),
                                                                       "bob": ("graded", 80.0)}
     assert query(out, "SELECT source FROM submissions ORDER BY candidate") == [("../files/ref",),
@@ -413,7 +417,8 @@ def test_missing_image_is_retried_with_backoff_then_an_infra_failure(tmp_path: P
     from datetime import datetime
     at = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for s, e, _ in tries]
     gaps = [(at[i + 1][0] - at[i][1]).total_seconds() for i in range(2)]
-    assert gaps[0] >= 0.3 and gaps[1] >= 0.6, gaps  # exponential backoff (lower bounds only)
+    slack = 0.002  # the ledger's times are cut to milliseconds
+    assert gaps[0] >= 0.3 - slack and gaps[1] >= 0.6 - slack, gaps  # exponential backoff (lower bounds only)
 
 
 @pytest.mark.slow
@@ -434,7 +439,7 @@ def test_docker_kill_9_leaves_no_container_and_resumes(tmp_path: Path) -> None:
         return [c for c in client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
                 if c["Labels"].get(OWNER_PID) in {str(p) for p in pids}]
 
-    workers = kill_mid_grading(out, args, also=lambda w: containers_of(w))  # killed while a container runs
+    workers, _ = kill_mid_grading(out, args, also=lambda w: containers_of(w))  # killed while a container runs
     wait_until("the killed batch's containers to go", lambda: not containers_of(workers))
 
     rerun = mlgrade("batch", *args)
