@@ -177,14 +177,13 @@ class Ledger:
                             "gradings = gradings + ?, updated_at = ? WHERE candidate = ?",
                             (result if final else "pending", reason, percent, completed, stamp, candidate))
 
-    def interrupt(self, attempt_ids: list[int], batch_pid: int) -> None:
-        """This batch is stopping: its open attempts end as interrupted, their rows go back to pending."""
+    def interrupt(self, batch_pid: int) -> None:
+        """This batch is stopping: its open attempts end as interrupted, running rows go back to pending."""
         with self._tx():
             stamp = now()
-            for attempt in attempt_ids:
-                self.db.execute("UPDATE attempts SET ended_at = ?, result = 'interrupted', reason = ? "
-                                "WHERE id = ? AND ended_at IS NULL",
-                                (stamp, f"the batch (pid {batch_pid}) was stopped", attempt))
+            self.db.execute("UPDATE attempts SET ended_at = ?, result = 'interrupted', reason = ? "
+                            "WHERE ended_at IS NULL AND batch_pid = ?",
+                            (stamp, f"the batch (pid {batch_pid}) was stopped", batch_pid))
             self.db.execute("UPDATE submissions SET state = 'pending', updated_at = ? WHERE state = 'running'",
                             (stamp,))
 
@@ -197,6 +196,8 @@ class _Transaction:
 
     def __enter__(self) -> None:
         try:
+            if self.db.in_transaction:  # one an interrupt (Ctrl-C, SIGTERM) cut short
+                self.db.execute("ROLLBACK")
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise InfraError(f"the ledger is not writable: {exc}") from None

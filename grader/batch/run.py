@@ -110,7 +110,7 @@ def grade_candidates(settings: RoundSettings, ledger: Ledger, engine: Engine, to
                 _record(settings, ledger, outcome, attempt_id, tries, retry_at, result, progress)
     except BaseException:
         result.interrupted = True
-        ledger.interrupt(list(running.values()), pid)
+        ledger.interrupt(pid)
         raise
     finally:
         engine.close()

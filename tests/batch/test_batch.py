@@ -150,19 +150,24 @@ def wait_until(what: str, condition, deadline_s: float = GONE_DEADLINE_S, batch:
 
 
 def kill_mid_grading(out: Path, args: list[str], env: dict[str, str] | None = None,
-                     also=lambda workers: True) -> tuple[dict[int, str], dict[int, str]]:
-    """Start the batch, wait for a running row and its workers (and `also`), kill -9 it; returns
-    its workers and every process under it at the kill, once all of them are gone."""
+                     ready=lambda under, workers: True) -> tuple[dict[int, str], dict[int, str]]:
+    """Start the batch, wait for a running row, its workers and ready(processes under it, workers),
+    then kill -9 it at once; returns its workers and the processes under it that ready saw, once
+    all of them are gone."""
     batch = start_batch(*args, env=env)
     try:
         wait_until("a running row", lambda: running_rows(out), batch=batch)
         workers = wait_until("its workers", lambda: workers_of(batch.pid), batch=batch)
-        wait_until("the condition to kill on", lambda: also(workers), batch=batch)
-        assert running_rows(out)
-        under = descendants(batch.pid)
+
+        def moment() -> dict[int, str] | None:
+            snapshot = descendants(batch.pid)
+            return snapshot if ready(snapshot, workers) else None
+
+        under = wait_until("the moment to kill", moment, batch=batch)
     finally:
         batch.send_signal(signal.SIGKILL)
         batch.wait()
+    assert running_rows(out)  # the kill left the ledger mid-grading
     wait_until("the processes of the killed batch to end", lambda: not alive(under))
     return workers, under
 
@@ -242,8 +247,8 @@ def test_kill_9_then_the_same_command_grades_each_candidate_once(tmp_path: Path)
     source = make_submissions(tmp_path / "subs")
     out = tmp_path / "round"
     args = ["toy", str(source), "--out", str(out), "--jobs", "2", "--backend", BACKEND]
-    sandboxing = lambda workers: any(descendants(pid) for pid in workers)  # noqa: E731
-    workers, under = kill_mid_grading(out, args, also=sandboxing)  # killed while a sandbox runs
+    sandboxing = lambda under, workers: len(under) > len(workers)  # noqa: E731
+    workers, under = kill_mid_grading(out, args, ready=sandboxing)  # killed while a sandbox runs
     assert workers and not alive(workers) and not alive(under)
     assert len(under) > len(workers)  # the sandboxes that ran under the workers went too
     assert query(out, "SELECT COUNT(*) FROM submissions WHERE state = 'running'")[0][0] >= 1  # left by the kill
@@ -439,7 +444,7 @@ def test_docker_kill_9_leaves_no_container_and_resumes(tmp_path: Path) -> None:
         return [c for c in client.api.containers(all=True, filters={"label": f"{LABEL}=1"})
                 if c["Labels"].get(OWNER_PID) in {str(p) for p in pids}]
 
-    workers, _ = kill_mid_grading(out, args, also=lambda w: containers_of(w))  # killed while a container runs
+    workers, _ = kill_mid_grading(out, args, ready=lambda _, w: containers_of(w))  # killed while a container runs
     wait_until("the killed batch's containers to go", lambda: not containers_of(workers))
 
     rerun = mlgrade("batch", *args)
