@@ -49,16 +49,24 @@ def ledger(folder: Path) -> dict[str, tuple[str, float | None, int]]:
         return {c: (s, p, g) for c, s, p, g in db.execute("SELECT candidate, state, percent, gradings FROM submissions")}
 
 
-def run_batch(exercise: str, source: Path, out: Path, jobs: int, backend: str) -> float:
-    start = time.perf_counter()
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle) jiffies of the whole machine since boot (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def run_batch(exercise: str, source: Path, out: Path, jobs: int, backend: str) -> tuple[float, float]:
+    """(wall seconds, cores the whole machine kept busy on average meanwhile)."""
+    start, (all0, idle0) = time.perf_counter(), cpu_ticks()
     run = subprocess.run([sys.executable, "-m", "grader", "batch", exercise, str(source), "--out", str(out),
                           "--jobs", str(jobs), "--backend", backend], capture_output=True, text=True, cwd=PROJECT)
-    wall = time.perf_counter() - start
+    wall, (all1, idle1) = time.perf_counter() - start, cpu_ticks()
+    busy = len(os.sched_getaffinity(0)) * (1 - (idle1 - idle0) / max(1, all1 - all0))
     if run.returncode != 0:
         raise SystemExit(f"--jobs {jobs} failed (exit {run.returncode}): {run.stderr[-2000:]}")
     if f"--jobs {jobs} lowered" in run.stderr:
         raise SystemExit(f"--jobs {jobs} was lowered on this machine: {run.stderr.splitlines()[0]}")
-    return wall
+    return wall, busy
 
 
 def main() -> None:
@@ -71,6 +79,7 @@ def main() -> None:
     exercise = load_exercise(args.exercise)
     load = os.getloadavg()[0]
     times: dict[int, list[float]] = {1: [], 2: []}
+    busy: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="mlgrade-bench-") as tmp:
         source = Path(tmp, "subs")
         source.mkdir()
@@ -80,7 +89,7 @@ def main() -> None:
         for repeat in range(args.repeat):
             for jobs in ((1, 2) if repeat % 2 == 0 else (2, 1)):
                 out = Path(tmp, f"round-{repeat}-jobs{jobs}")
-                wall = run_batch(exercise.id, source, out, jobs, args.backend)
+                wall, cores = run_batch(exercise.id, source, out, jobs, args.backend)
                 rows = ledger(out)
                 bad = {c: r for c, r in rows.items() if r[0] != "graded" or r[2] != 1}
                 if set(rows) != set(names) or bad:
@@ -90,8 +99,10 @@ def main() -> None:
                     raise SystemExit(f"scores differ between rounds: {first} vs {percents}")
                 first = percents
                 times[jobs].append(wall)
-                print(f"repeat {repeat + 1}: --jobs {jobs}: {wall:.1f} s", flush=True)
+                busy[jobs].append(cores)
+                print(f"repeat {repeat + 1}: --jobs {jobs}: {wall:.1f} s, {cores:.2f} cores busy", flush=True)
     one, two = statistics.median(times[1]), statistics.median(times[2])
+    cores_here = len(os.sched_getaffinity(0))
     lines = [
         f"## `mlgrade batch` speed-up, {args.exercise}, {args.backend} ({date.today().isoformat()})", "",
         f"`.venv/bin/python benchmarks/batch_speedup.py --exercise {args.exercise} --backend {args.backend} "
@@ -100,10 +111,15 @@ def main() -> None:
         "command (interpreter start, collection in each worker, the gradings, the ledger). Both rounds "
         "graded every candidate exactly once with the same scores.",
         f"Machine: {machine()}; load average {load:.2f} when the run started (the machine was shared).", "",
-        "| --jobs | wall s (median) | runs | per grading s |", "| --- | --- | --- | --- |",
-        f"| 1 | {one:.1f} | {', '.join(f'{t:.1f}' for t in times[1])} | {one / count:.2f} |",
-        f"| 2 | {two:.1f} | {', '.join(f'{t:.1f}' for t in times[2])} | {two / count:.2f} |", "",
-        f"Speed-up of 2 jobs over 1: **{one / two:.2f}×** (goal: at least 1.7× on 2 cores).", "",
+        "| --jobs | wall s (median) | runs | per grading s | cores busy (whole machine, per run) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| 1 | {one:.1f} | {', '.join(f'{t:.1f}' for t in times[1])} | {one / count:.2f} | "
+        f"{', '.join(f'{b:.2f}' for b in busy[1])} |",
+        f"| 2 | {two:.1f} | {', '.join(f'{t:.1f}' for t in times[2])} | {two / count:.2f} | "
+        f"{', '.join(f'{b:.2f}' for b in busy[2])} |", "",
+        f"Speed-up of 2 jobs over 1: **{one / two:.2f}×** (goal: at least 1.7× on 2 cores). With one job the "
+        f"whole machine (this batch and whatever else ran) had {statistics.median(busy[1]):.2f} of its "
+        f"{cores_here} cores busy on average, with two {statistics.median(busy[2]):.2f}.", "",
     ]
     text = "\n".join(lines)
     print(text)
