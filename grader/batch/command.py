@@ -332,6 +332,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
               markup=False, emoji=False, soft_wrap=True)
     states = [rows[e.candidate].state for e in plan.entries]
     infra = states.count("infra_failure")
+    out.print(f"{plan.exercise.id}: {states.count('graded')} graded, {states.count('candidate_failure')} candidate "
+              f"failures, {infra} infrastructure failures", markup=False, emoji=False, soft_wrap=True)
     if infra or any(s not in FINAL_STATES for s in states):
         say(f"mlgrade: {infra} candidate{'s' if infra != 1 else ''} not graded for infrastructure reasons; "
             "run the same command again to retry them")
