@@ -1,7 +1,11 @@
 """Limits and results that every backend must honour, run for real against each backend."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +60,35 @@ def test_output_cap_truncates_and_run_finishes(backend):
     assert r.exit_code == 0 and not r.timed_out
     assert r.stdout == "x" * 64 * 1024 and r.stdout_truncated
     assert r.stderr == "done" and not r.stderr_truncated
+
+
+KILLED_GRADER = """import sys
+from sandbox import Limits, get_backend
+get_backend(sys.argv[1]).run(["sleep", sys.argv[2]], limits=Limits(wall_s=300))
+"""
+
+
+def test_a_grader_killed_with_sigkill_takes_its_sandbox_along(backend, token):
+    """kill -9 of the process running a sandbox (a batch worker, say) ends the sandboxed command too: the
+    command is started with a parent-death signal, which is all the process backend has (bwrap also has
+    --die-with-parent, which takes effect only once bwrap has set up)."""
+    if backend.name == "docker":
+        pytest.skip("a container outlives its client by design: the next mlgrade command sweeps it "
+                    "(test_sandbox_docker.py)")
+    grader = subprocess.Popen([sys.executable, "-c", KILLED_GRADER, backend.name, token],
+                              cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120  # only a bound: the loop ends as soon as sleep runs
+        while not processes_with(token, exclude=(grader.pid,), program="sleep") and time.monotonic() < deadline:
+            assert grader.poll() is None, "the grader ended before its sandbox started"
+            time.sleep(0.05)
+        assert processes_with(token, exclude=(grader.pid,), program="sleep"), "the sandboxed sleep never started"
+    finally:
+        os.kill(grader.pid, 9)
+        grader.wait()
+    survivors = wait_gone(token, timeout=10)
+    kill_all(survivors)
+    assert survivors == []
 
 
 def test_wall_timeout_kills_loop_and_forked_children(backend, token):
