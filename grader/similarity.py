@@ -347,8 +347,8 @@ def compare_round(round: Round, exercise: Exercise | str | None = None,
     sources: dict[str, Path] = {}
     gone: dict[str, str] = {}
     for entry in round.entries:
-        if os.path.lexists(entry.source):
-            sources[entry.candidate] = Path(entry.source)
+        if os.path.lexists(path := round.submission_path(entry)):
+            sources[entry.candidate] = path
         else:
             gone[entry.candidate] = f"not compared: {one_line(entry.source)} is no longer there"
     result = compare(sources, loaded.starter, threshold, required_files=loaded.manifest.required_files,

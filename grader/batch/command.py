@@ -186,6 +186,8 @@ def make_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
         raise BadInput(f"--jobs {args.jobs}: must be at least 1")
     if args.retries < 0:
         raise BadInput(f"--retries {args.retries}: must be 0 or more")
+    if args.similarity is not None and not 0.0 <= args.similarity <= 1.0:
+        raise BadInput(f"--similarity {args.similarity:g}: must be between 0 and 1")
     if args.retry_delay < 0:
         raise BadInput(f"--retry-delay {args.retry_delay:g}: must be 0 or more")
     entries = read_source(args.source)
@@ -324,7 +326,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
         lock.release()
-    for line in finish_round(plan.folder):
+    for line in finish_round(plan.folder, plan.exercise, args.similarity):
         say(line)
     _print_table(plan, rows)
     out.print(f"reports: {shown(plan.folder / CANDIDATES, 120)}/<candidate>/report.json and report.md (grader view), "
@@ -372,4 +374,7 @@ def add_parser(sub: Any) -> None:
                             f"or ${RETRY_DELAY_ENV})")
     batch.add_argument("--regrade", action="append", default=[], metavar="CANDIDATE",
                        help="grade this candidate again even if unchanged (repeatable; 'all' for every one)")
+    batch.add_argument("--similarity", type=float, default=None, metavar="SHARE",
+                       help="flag pairs sharing at least this share of their code beyond the starter "
+                            "(0-1; default: grader.similarity's, see docs/similarity.md)")
     batch.set_defaults(func=cmd_batch)

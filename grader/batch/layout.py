@@ -94,6 +94,15 @@ class Round:
     def exercise(self) -> str:
         return self.info.get("exercise", "")
 
+    def submission_path(self, entry: RoundEntry) -> Path:
+        """Where entry's submission is: the ledger keeps the path as SOURCE gave it, relative to the
+        SOURCE folder or to the roster's folder (info["source"], absolute)."""
+        given = Path(entry.source)
+        if given.is_absolute() or "source" not in self.info:
+            return given
+        source = Path(self.info["source"])
+        return (source if source.is_dir() else source.parent) / given
+
 
 def read_round(folder: Path) -> Round:
     """The round in folder; BadInput with one line when it is not a round folder."""

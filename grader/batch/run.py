@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cleanup import remove_tree
-from .layout import CANDIDATES
+from ..exercises import Exercise
+from .layout import CANDIDATES, SUMMARY, read_round
 from .ledger import Ledger
 from .progress import BatchProgress
 from .tasks import Engine, GradeOutcome, GradeTask
@@ -133,8 +134,19 @@ def _record(settings: RoundSettings, ledger: Ledger, outcome: GradeOutcome, atte
     progress.finished(outcome)
 
 
-def finish_round(folder: Path) -> list[str]:
-    """What is made from the whole round once a batch has finished it: the single place to hook
-    round-level outputs (the summary page, DIR/summary.html, and the similarity table). Reads the
-    round only through layout.read_round. Returns lines for the user (files written)."""
-    return []
+def finish_round(folder: Path, exercise: Exercise, similarity: float | None = None) -> list[str]:
+    """What is made from the whole round once a batch has finished it: DIR/similarity.json (pairs of
+    submissions sharing at least `similarity` of their code beyond the starter; the module's default
+    when None), every candidate's report.html in both views and DIR/summary.html. Reads the round
+    only through layout.read_round. Returns lines for the user."""
+    from ..html.pages import write_round_pages
+    from ..similarity import DEFAULT_THRESHOLD, SIMILARITY_FILE, compare_round, write_similarity
+
+    threshold = DEFAULT_THRESHOLD if similarity is None else similarity
+    found = compare_round(read_round(folder), exercise, threshold)
+    write_similarity(folder / SIMILARITY_FILE, found)
+    write_round_pages(folder, found.pairs)
+    pairs = len(found.pairs)
+    return [f"similarity: {pairs} pair{'s' if pairs != 1 else ''} sharing at least {threshold:.0%} of their code "
+            f"beyond the starter ({len(found.compared)} submissions compared); {SIMILARITY_FILE}",
+            f"pages: {SUMMARY} (the round, grader view) and report.html beside each report.json"]

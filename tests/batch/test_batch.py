@@ -24,6 +24,7 @@ import pytest
 
 from grader.batch.layout import read_round
 from grader.batch.ledger import Ledger
+from grader.similarity import SIMILARITY_FILE, load_similarity
 from sandbox import available_backends
 from tests.conftest import PROJECT, TOY_HOME, TOY_SUBMISSIONS
 
@@ -208,6 +209,15 @@ def test_round_lands_with_states_reasons_and_files(landed) -> None:
         assert (entries[name].folder / "report.md").is_file() and (entries[name].folder / "candidate/report.md").is_file()
         assert "test_mean" not in json.dumps(candidate) and "stdout_tail" not in json.dumps(candidate)
     assert not [p for p in (out / "candidates").iterdir() if p.name.startswith(".")]  # no temporary folders
+    # the end of the round: every page, the summary and the similarity table (finish_round)
+    for name in ("ref", "no-edge", "crash"):
+        assert (entries[name].folder / "report.html").is_file()
+        assert (entries[name].folder / "candidate" / "report.html").is_file()
+        assert "test_mean" not in (entries[name].folder / "candidate" / "report.html").read_text()
+    assert "ref" in (out / "summary.html").read_text()
+    similarity = load_similarity(out / SIMILARITY_FILE)
+    assert sorted(similarity.compared) == ["crash", "no-edge", "ref"] and "bad" in similarity.notes
+    assert "similarity.json" in run.stderr and "summary.html" in run.stderr
 
     table = run.stdout
     assert "graded" in table and "candidate failure" in table and "not a readable zip file" in table
