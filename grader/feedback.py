@@ -2,10 +2,10 @@
 
 A hidden check's tests, node ids and failure messages never reach the candidate: they are the
 hidden tests' own names and assertions. What does, besides the count of tests that did not pass:
-- the grader's own wording, where only numbers vary: a test hit its per-test timeout, crashed
-  the test process, was not run because collecting (importing the submission) hung or pytest
-  exited, or reported nothing (`runner_lines`); matched whole, so a message of the candidate's
-  that merely starts like one is not shown;
+- the grader's own wording: a test hit its per-test timeout, crashed the test process, was not
+  run because collecting (importing the submission) hung or pytest exited, or reported nothing
+  (`runner_lines`); matched whole and shown as a fixed line without its numbers, so neither a
+  message that merely starts like one nor digits chosen by candidate code are shown;
 - the candidate's own module failing: a collection error's exception line (the submission
   raised while a hidden test module imported it, or lacks a name it imports) when every name it
   quotes is a name of the kit (`HiddenText.names_public`: "cannot import name 'PadCollator' from
@@ -32,14 +32,18 @@ COLLECTION_ERROR = "not run: collection error: "  # harness/runner.py, before th
 IMPORT_FAILED = "the submission did not import: "
 
 _NUMBER = r"-?\d[\d.e+-]*"
-# harness/runner.py and grader/scoring.py wording, numbers only: nothing of a test or of candidate code.
-RUNNER_WORDING = [re.compile(f"^{pattern}$") for pattern in (
-    rf"exceeded the per-test timeout of {_NUMBER} s",
-    rf"the test process (?:killed by signal {_NUMBER}|exited with code {_NUMBER}) during this test",
-    rf"{re.escape(COLLECTION_HUNG)} within {_NUMBER} s",
-    rf"not run: pytest stopped for over {_NUMBER} s between tests",
-    rf"not run: pytest exited with code {_NUMBER} before this test started",
-    re.escape(MISSING),
+# harness/runner.py and grader/scoring.py wording, each shown as a fixed line with its numbers left out:
+# the message comes from the sandbox, where candidate code can write one that matches a pattern with
+# any digits it likes (an exception class named like the timeout line), and digits can carry text.
+RUNNER_WORDING = [(re.compile(f"^{pattern}$"), line) for pattern, line in (
+    (rf"exceeded the per-test timeout of {_NUMBER} s", "exceeded the per-test timeout"),
+    (rf"the test process (?:killed by signal {_NUMBER}|exited with code {_NUMBER}) during this test",
+     "the test process died during this test"),
+    (rf"{re.escape(COLLECTION_HUNG)} within {_NUMBER} s", COLLECTION_HUNG),
+    (rf"not run: pytest stopped for over {_NUMBER} s between tests", "not run: pytest stopped between tests"),
+    (rf"not run: pytest exited with code {_NUMBER} before this test started",
+     "not run: pytest exited before this test started"),
+    (re.escape(MISSING), MISSING),
 )]
 # Lines of a hidden check that end in candidate text: what matches is grader wording, the rest is scrubbed.
 LEADS = (re.compile(rf"^\d+ hidden tests?: {re.escape(COLLECTION_ERROR)}"), re.compile(f"^{re.escape(IMPORT_FAILED)}"))
@@ -79,8 +83,9 @@ def runner_lines(entry: dict[str, Any], hidden: "HiddenText") -> list[str]:
     shown = []
     for test in entry["tests"]:
         message = test["message"]
-        if test["outcome"] != "passed" and any(p.match(message) for p in RUNNER_WORDING):
-            shown.append(message)
+        wording = next((line for pattern, line in RUNNER_WORDING if pattern.match(message)), None)
+        if test["outcome"] != "passed" and wording is not None:
+            shown.append(wording)
         elif test["outcome"] == "error" and message.startswith(COLLECTION_ERROR):
             shown.append(COLLECTION_ERROR + collection_error(message[len(COLLECTION_ERROR):], hidden))
     return _counted(shown)
