@@ -213,10 +213,28 @@ def make_plan(args: argparse.Namespace) -> tuple[Plan, list[str]]:
     by_id = home() / "exercises" / exercise.id
     ref = exercise.id if by_id.resolve() == exercise.root else str(exercise.root)
     timed = _timed_checks(exercise, device)
+    image_id = environment_id(backend, device)
+    if resume:
+        _check_resumed_environment(folder, args.backend, backend, image_id)
     plan = Plan(exercise=exercise, exercise_ref=ref, entries=entries, hashes=hashes, folder=folder, resume=resume,
-                backend=backend, image_id=environment_id(backend, device), device=device, jobs=jobs,
+                backend=backend, image_id=image_id, device=device, jobs=jobs,
                 exclusive=bool(timed), timed_checks=timed)
     return plan, lines
+
+
+def _check_resumed_environment(folder: Path, asked: str, backend: str, image_id: str) -> None:
+    """A resumed round keeps its backend, and is not touched while its image cannot be looked at: either
+    would change every candidate's key, and a changed key discards the candidate's report."""
+    info = read_round(folder).info
+    was = info.get("backend")
+    if was and was != backend:
+        why = " (is the Docker engine up?)" if was == "docker" and asked == "auto" else ""
+        raise BadInput(f"--out {shown(folder)}: this round was graded on the {shown(was, 20)} backend; --backend "
+                       f"{asked} is {backend} here{why}; pass --backend {shown(was, 20)} or use a new folder")
+    if image_id.endswith(":unavailable"):
+        raise InfraError(f"the sandbox image ({image_id.removeprefix('docker:').removesuffix(':unavailable')}) "
+                         f"cannot be inspected: is the Docker engine up? The round in {shown(folder)} was left as "
+                         "it was; run the same command again once it answers")
 
 
 # -- the command -------------------------------------------------------------------------------

@@ -436,6 +436,31 @@ def test_missing_image_is_retried_with_backoff_then_an_infra_failure(tmp_path: P
     assert gaps[0] >= 0.3 - slack and gaps[1] >= 0.6 - slack, gaps  # exponential backoff (lower bounds only)
 
 
+def test_a_resumed_round_keeps_its_backend_and_waits_for_its_image(landed, tmp_path: Path) -> None:
+    """Resuming with another backend, or while the round's image cannot be inspected, would change every
+    key and discard every report: refused, and the round is left byte for byte."""
+    source, out, first = landed
+    assert first.returncode == 0, first.stderr
+    round_ = tmp_path / "round"
+    shutil.copytree(out, round_)
+    before = {p: p.read_bytes() for p in round_.rglob("*") if p.is_file()}
+    other = "process" if BACKEND != "process" else "bwrap"
+    switched = mlgrade("batch", "toy", str(source), "--out", str(round_), "--backend", other)
+    assert switched.returncode == 2 and len(switched.stderr.strip().splitlines()) == 1, switched.stderr
+    assert f"graded on the {BACKEND} backend" in switched.stderr
+    _docker()
+    docker_round = tmp_path / "docker-round"
+    shutil.copytree(out, docker_round)
+    with closing(sqlite3.connect(docker_round / "ledger.sqlite3")) as db, db:
+        db.execute("UPDATE round SET value = 'docker' WHERE name = 'backend'")
+    before_docker = {p: p.read_bytes() for p in docker_round.rglob("*") if p.is_file()}
+    gone = mlgrade("batch", "toy", str(source), "--out", str(docker_round), "--backend", "docker",
+                   env={"MLGRADE_IMAGE": "mlgrade-test-missing:none"})
+    assert gone.returncode == 3 and "cannot be inspected" in gone.stderr, gone.stderr
+    assert {p: p.read_bytes() for p in round_.rglob("*") if p.is_file()} == before
+    assert {p: p.read_bytes() for p in docker_round.rglob("*") if p.is_file()} == before_docker
+
+
 @pytest.mark.slow
 def test_docker_kill_9_leaves_no_container_and_resumes(tmp_path: Path) -> None:
     client = _docker()
