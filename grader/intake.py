@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Iterator
 
 from .cleanup import remove_tree
-from .errors import BadInput, InfraError
+from .errors import BadInput, InfraError, SubmissionRefused
 
 MAX_FILES = 2000                        # files kept
 MAX_ENTRIES = 10_000                    # entries listed (files, folders, dropped ones): read no further
@@ -107,7 +107,7 @@ def _bad(source: str, problem: str, name: str | None = None, at: str = "") -> Ba
     else:
         shown = _show(name, max(20, room // 2)) + at
         head = _show(source, max(20, room - len(shown) - 2)) + ": " + shown
-    return BadInput(f"{head}: {problem}"[:MAX_MESSAGE])
+    return SubmissionRefused(f"{head}: {problem}"[:MAX_MESSAGE])
 
 
 def _why(exc: BaseException) -> str:

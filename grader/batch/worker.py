@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cleanup import remove_tree
-from ..errors import BadInput, InfraError
+from ..errors import BadInput, InfraError, SubmissionRefused
 from ..outdir import one_line
 from .layout import CANDIDATE_VIEW
 from .tasks import GradeOutcome, GradeTask, Result
@@ -165,8 +165,10 @@ def grade_one(task: GradeTask) -> GradeOutcome:
             return outcome("infra_failure", f"the exercise cannot be graded: {exc}")
         try:
             report = grader.grade(exercise, Path(task.submission), device=task.device, seed=task.seed)
-        except BadInput as exc:  # the submission was refused (bad archive, missing file, ...)
+        except SubmissionRefused as exc:  # refused at intake: bad archive, missing file, syntax error, ...
             return outcome("candidate_failure", str(exc))
+        except BadInput as exc:  # the exercise's own problem (a spec or answer key that will not load)
+            return outcome("infra_failure", f"the exercise cannot be graded: {exc}")
         inconclusive = inconclusive_timing(report)
         if inconclusive:
             return outcome("infra_failure", inconclusive)

@@ -436,6 +436,24 @@ def test_missing_image_is_retried_with_backoff_then_an_infra_failure(tmp_path: P
     assert gaps[0] >= 0.3 - slack and gaps[1] >= 0.6 - slack, gaps  # exponential backoff (lower bounds only)
 
 
+def test_an_exercise_that_cannot_be_graded_is_an_infrastructure_failure(tmp_path: Path) -> None:
+    """A spec module that fails to import is the exercise's problem, not the candidate's: retried, then
+    recorded as an infrastructure failure (never a candidate failure, which would be final)."""
+    home = tmp_path / "home"
+    shutil.copytree(TOY_HOME, home)
+    (home / "exercises" / "toy-latency" / "tests" / "spec.py").write_text("raise RuntimeError('broken spec')\n")
+    source = tmp_path / "subs"
+    source.mkdir()
+    shutil.copytree(TOY_HOME / "reference" / "toy-latency", source / "ref")
+    out = tmp_path / "round"
+    run = mlgrade("batch", "toy-latency", str(source), "--out", str(out), "--backend", BACKEND, "--retries", "1",
+                  env={"MLGRADE_HOME": str(home)})
+    assert run.returncode == 3, (run.stdout, run.stderr)
+    state, reason, percent, gradings = states(out)["ref"]
+    assert state == "infra_failure" and "broken spec" in reason and percent is None, reason
+    assert [r[0] for r in query(out, "SELECT result FROM attempts")] == ["infra_failure"] * 2  # retried once
+
+
 def test_a_resumed_round_keeps_its_backend_and_waits_for_its_image(landed, tmp_path: Path) -> None:
     """Resuming with another backend, or while the round's image cannot be inspected, would change every
     key and discard every report: refused, and the round is left byte for byte."""
