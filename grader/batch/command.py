@@ -336,16 +336,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
                              retry_delay_s=args.retry_delay, exclusive=plan.exclusive,
                              needs_gpu=plan.device == "cuda")
     try:
-        if todo:
-            engine = _make_engine(args, plan)
-            with BatchProgress(err, total=len(todo), live=err.is_terminal) as progress:
-                grade_candidates(settings, ledger, engine, todo, progress)  # closes the engine
-        rows = ledger.rows()
+        try:
+            if todo:
+                engine = _make_engine(args, plan)
+                with BatchProgress(err, total=len(todo), live=err.is_terminal) as progress:
+                    grade_candidates(settings, ledger, engine, todo, progress)  # closes the engine
+            rows = ledger.rows()
+        finally:
+            ledger.close()
+        for line in finish_round(plan.folder, plan.exercise, args.similarity):  # still holding the round
+            say(line)
     finally:
-        ledger.close()
         lock.release()
-    for line in finish_round(plan.folder, plan.exercise, args.similarity):
-        say(line)
     _print_table(plan, rows)
     out.print(f"reports: {shown(plan.folder / CANDIDATES, 120)}/<candidate>/report.json and report.md (grader view), "
               f"<candidate>/{CANDIDATE_VIEW}/ (candidate view); ledger: {shown(plan.folder / LEDGER, 120)}",

@@ -17,7 +17,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jsonschema import ValidationError
+
 from ..cleanup import remove_tree
+from ..errors import InfraError
+from ..outdir import one_line
 from ..exercises import Exercise
 from .layout import CANDIDATES, SUMMARY, read_round
 from .ledger import Ledger
@@ -145,7 +149,11 @@ def finish_round(folder: Path, exercise: Exercise, similarity: float | None = No
     threshold = DEFAULT_THRESHOLD if similarity is None else similarity
     found = compare_round(read_round(folder), exercise, threshold)
     write_similarity(folder / SIMILARITY_FILE, found)
-    write_round_pages(folder, found.pairs)
+    try:
+        write_round_pages(folder, found.pairs)
+    except (ValidationError, ValueError) as exc:  # a report.json damaged, or written by another schema
+        raise InfraError(f"the gradings are recorded, but the round's pages were not written: "
+                         f"{one_line(str(exc))[:300]}") from None
     pairs = len(found.pairs)
     return [f"similarity: {pairs} pair{'s' if pairs != 1 else ''} sharing at least {threshold:.0%} of their code "
             f"beyond the starter ({len(found.compared)} submissions compared); {SIMILARITY_FILE}",

@@ -436,6 +436,19 @@ def test_missing_image_is_retried_with_backoff_then_an_infra_failure(tmp_path: P
     assert gaps[0] >= 0.3 - slack and gaps[1] >= 0.6 - slack, gaps  # exponential backoff (lower bounds only)
 
 
+def test_a_damaged_report_stops_the_pages_with_one_line(landed, tmp_path: Path) -> None:
+    source, out, first = landed
+    assert first.returncode == 0, first.stderr
+    round_ = tmp_path / "round"
+    shutil.copytree(out, round_)
+    (round_ / "candidates" / "ref" / "report.json").write_text('{"schema": "mlgrade.report/1"')
+    run = mlgrade("batch", "toy", str(source), "--out", str(round_), "--backend", BACKEND)
+    assert run.returncode == 3, (run.stdout, run.stderr)
+    assert run.stderr.strip().splitlines()[-1].startswith("mlgrade: infrastructure error: the gradings are "
+                                                          "recorded, but the round's pages were not written")
+    assert "Traceback" not in run.stderr
+
+
 def test_an_exercise_that_cannot_be_graded_is_an_infrastructure_failure(tmp_path: Path) -> None:
     """A spec module that fails to import is the exercise's problem, not the candidate's: retried, then
     recorded as an infrastructure failure (never a candidate failure, which would be final)."""
