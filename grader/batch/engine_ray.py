@@ -404,9 +404,13 @@ class RayEngine:
             answer = ray.get(ref, timeout=60)
         except Exception as exc:  # noqa: BLE001 - every way a Ray task can fail
             return self._outcome(task, "infra_failure", _ray_failure(exc), running.started)
-        if "error" in answer:
-            return self._outcome(task, "infra_failure", str(answer["error"]), running.started)
-        outcome = GradeOutcome(**answer["outcome"])
+        try:
+            if "error" in answer:
+                return self._outcome(task, "infra_failure", str(answer["error"]), running.started)
+            outcome = GradeOutcome(**answer["outcome"])
+        except (KeyError, TypeError) as exc:  # a node running another mlgrade: never a traceback in the batch
+            return self._outcome(task, "infra_failure", f"a node answered in an unknown format ({exc!r}): install "
+                                                        "the same mlgrade on every node", running.started)
         try:
             files = _check_files(answer.get("files"))
             if files:
