@@ -338,20 +338,26 @@ def similar_pairs(submissions: Mapping[str, Path], starter: Path, threshold: flo
 # -- a round --------------------------------------------------------------------------------
 
 def compare_round(round: Round, exercise: Exercise | str | None = None,
-                  threshold: float = DEFAULT_THRESHOLD, *, config: Config = CONFIG) -> Similarity:
-    """`compare` over a round's sources (RoundEntry.source) with the exercise's starter and required
-    files (the round's own exercise when None). A source gone since the batch ran is noted."""
+                  threshold: float = DEFAULT_THRESHOLD, *, config: Config = CONFIG,
+                  sources: Mapping[str, Path] | None = None) -> Similarity:
+    """`compare` over a round's sources (Round.submission_path of each entry, or `sources`, candidate ->
+    path, where given: a candidate of the ledger missing from it is noted, not compared) with the
+    exercise's starter and required files (the round's own exercise when None). A source gone since
+    the batch ran is noted."""
     from .exercises import load_exercise
 
     loaded = load_exercise(exercise or round.exercise) if exercise is None or isinstance(exercise, str) else exercise
-    sources: dict[str, Path] = {}
+    given = sources
+    found: dict[str, Path] = {}
     gone: dict[str, str] = {}
     for entry in round.entries:
-        if os.path.lexists(path := round.submission_path(entry)):
-            sources[entry.candidate] = path
+        if given is not None and entry.candidate not in given:
+            gone[entry.candidate] = "not compared: no longer in SOURCE"
+        elif os.path.lexists(path := Path(given[entry.candidate]) if given is not None else round.submission_path(entry)):
+            found[entry.candidate] = path
         else:
             gone[entry.candidate] = f"not compared: {one_line(entry.source)} is no longer there"
-    result = compare(sources, loaded.starter, threshold, required_files=loaded.manifest.required_files,
+    result = compare(found, loaded.starter, threshold, required_files=loaded.manifest.required_files,
                      config=config)
     return Similarity(pairs=result.pairs, threshold=result.threshold, compared=result.compared,
                       notes=dict(sorted({**result.notes, **gone}.items())))

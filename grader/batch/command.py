@@ -344,7 +344,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
             rows = ledger.rows()
         finally:
             ledger.close()
-        for line in finish_round(plan.folder, plan.exercise, args.similarity):  # still holding the round
+        sources = {e.candidate: e.path for e in plan.entries}
+        for line in finish_round(plan.folder, plan.exercise, args.similarity, sources):  # still holding the round
             say(line)
     finally:
         lock.release()

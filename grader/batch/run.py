@@ -138,16 +138,18 @@ def _record(settings: RoundSettings, ledger: Ledger, outcome: GradeOutcome, atte
     progress.finished(outcome)
 
 
-def finish_round(folder: Path, exercise: Exercise, similarity: float | None = None) -> list[str]:
+def finish_round(folder: Path, exercise: Exercise, similarity: float | None = None,
+                 sources: dict[str, Path] | None = None) -> list[str]:
     """What is made from the whole round once a batch has finished it: DIR/similarity.json (pairs of
     submissions sharing at least `similarity` of their code beyond the starter; the module's default
     when None), every candidate's report.html in both views and DIR/summary.html. Reads the round
-    only through layout.read_round. Returns lines for the user."""
+    only through layout.read_round. sources: the submissions as this run's SOURCE names them (a
+    candidate no longer in SOURCE is not compared); None: the ledger's paths. Returns lines for the user."""
     from ..html.pages import write_round_pages
     from ..similarity import DEFAULT_THRESHOLD, SIMILARITY_FILE, compare_round, write_similarity
 
     threshold = DEFAULT_THRESHOLD if similarity is None else similarity
-    found = compare_round(read_round(folder), exercise, threshold)
+    found = compare_round(read_round(folder), exercise, threshold, sources=sources)
     write_similarity(folder / SIMILARITY_FILE, found)
     try:
         write_round_pages(folder, found.pairs)

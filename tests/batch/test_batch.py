@@ -252,6 +252,11 @@ def test_rerun_grades_nothing_and_a_changed_submission_alone(landed, tmp_path: P
     assert query(out2, "SELECT candidate FROM attempts ORDER BY id")[-1] == ("no-edge",)
     assert completed(out2)["no-edge"] == 2 and states(out2)["no-edge"][3] == 1  # one for its current key
 
+    shutil.rmtree(source2 / "crash")  # left SOURCE: kept in the ledger, not compared with anything
+    left = mlgrade("batch", "toy", str(source2), "--out", str(out2), "--backend", BACKEND)
+    assert left.returncode == 0, left.stderr
+    assert load_similarity(out2 / SIMILARITY_FILE).notes["crash"] == "not compared: no longer in SOURCE"
+
 
 def test_kill_9_then_the_same_command_grades_each_candidate_once(tmp_path: Path) -> None:
     source = make_submissions(tmp_path / "subs")
