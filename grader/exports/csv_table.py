@@ -24,7 +24,7 @@ def _row(row: Row, checks: list[str]) -> list[Any]:
     score = report["score"] if report is not None else {}
     points = {c["id"]: c["points"] for c in report["checks"]} if report is not None else {}
     cells: list[Any] = [safe_cell(row.candidate), safe_cell(row.entry.state), row.percent, score.get("points"),
-                        score.get("max_points"), safe_cell(row.entry.reason)]
+                        score.get("max_points"), safe_cell(row.reason)]
     return cells + [points.get(check) for check in checks]
 
 

@@ -54,12 +54,11 @@ def _test(number: int, check: dict[str, Any]) -> dict[str, Any]:
 
 def results(row: Row) -> dict[str, Any]:
     """The results.json of one graded or failed candidate (row holds the candidate view)."""
-    from ..scrub import HiddenText, scrub
     head = {"output_format": TEXT, "test_output_format": TEXT, "test_name_format": TEXT,
             "stdout_visibility": "hidden"}
     report = row.report
     if report is None:  # a candidate failure before any grading (a bad archive): intake's words, cleaned
-        reason = scrub(row.entry.reason, HiddenText.empty()) or "no reason recorded"
+        reason = row.reason or "no reason recorded"  # scrubbed against the hidden material (rows.py)
         return {"score": 0.0, **head, "output": f"The submission could not be graded: {reason}", "tests": [],
                 "extra_data": {"candidate": row.candidate, "state": row.entry.state}}
     score = report["score"]

@@ -9,7 +9,7 @@ from .rows import Row, View
 def render(rows: list[Row], view: View) -> bytes:
     """One line per candidate: candidate, state, reason, percent, view, report (null where none).
     ASCII only (ensure_ascii), so no character in a report can split a line for any reader."""
-    lines = [json.dumps({"candidate": row.candidate, "state": row.entry.state, "reason": row.entry.reason,
+    lines = [json.dumps({"candidate": row.candidate, "state": row.entry.state, "reason": row.reason,
                          "percent": row.percent, "view": view, "report": row.report},
                         ensure_ascii=True, separators=(",", ":")) for row in rows]
     return "".join(line + "\n" for line in lines).encode("ascii")

@@ -16,6 +16,7 @@ class Row:
     """One candidate: the ledger's entry and its report of the chosen view (None when it has none)."""
     entry: RoundEntry
     report: dict[str, Any] | None
+    reason: str = ""  # the ledger's reason as this view may show it (scrubbed for the candidate view)
 
     @property
     def candidate(self) -> str:
@@ -32,6 +33,7 @@ def load_rows(round_: Round, view: View) -> list[Row]:
     against mlgrade.report/1. BadInput (one line) for an id that is not a folder name, an unreadable
     or invalid report, a report of the wrong view, or a graded candidate without a report."""
     from ..report import validate_report  # imported late: `mlgrade list` imports the command module
+    shown_reason = _reason_for(round_, view)
     rows = []
     for entry in round_.entries:
         if CANDIDATE_ID.fullmatch(entry.candidate) is None:
@@ -52,8 +54,23 @@ def load_rows(round_: Round, view: View) -> list[Row]:
                 raise BadInput(f"{where}: {exc}") from None
             if report["view"] != view:
                 raise BadInput(f"{where} says view {report['view']!r}")
-        rows.append(Row(entry, report))
+        rows.append(Row(entry, report, shown_reason(entry.reason)))
     return rows
+
+
+def _reason_for(round_: Round, view: View) -> Any:
+    """How the ledger's reasons read in view: as recorded for the grader; for the candidate scrubbed
+    against the exercise's hidden material (an infrastructure reason may quote anything), or withheld
+    when the exercise is not here to scrub against."""
+    if view == "grader":
+        return lambda reason: reason
+    from ..exercises import load_exercise
+    from ..scrub import HiddenText, scrub
+    try:
+        hidden = HiddenText.from_exercise(load_exercise(round_.exercise))
+    except BadInput:
+        return lambda reason: reason and f"(withheld: exercise {round_.exercise} is not installed here to check it)"
+    return lambda reason: scrub(reason, hidden) if reason else ""
 
 
 def check_order(reports: Iterable[dict[str, Any] | None]) -> list[str]:

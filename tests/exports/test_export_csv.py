@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,20 @@ def test_text_cells_cannot_start_a_formula_and_hold_no_control_characters(round_
         for column in ("candidate", "state", "reason"):
             assert not row[column].startswith(FORMULA_START), row[column]
             assert row[column].isprintable(), row[column]
+
+
+def test_the_candidate_view_scrubs_the_ledgers_reasons(round_dir: Path, tmp_path: Path) -> None:
+    """An infrastructure reason may quote anything, a hidden test's source too: the candidate view's
+    reason is scrubbed against the exercise's hidden material, the grader view's kept as recorded."""
+    folder = copy_round(round_dir, tmp_path)
+    hidden = "unexpected error: def test_add_edge(a, b, expected): assert add(a, b) == expected"
+    with closing(sqlite3.connect(folder / "ledger.sqlite3")) as db, db:
+        db.execute("UPDATE submissions SET reason = ? WHERE candidate = 'frank-infra'", (hidden,))
+    for view in ("grader", "candidate"):
+        out = tmp_path / f"{view}.csv"
+        export(folder, "--format", "csv", "--view", view, "--out", out)
+        reason = {row["candidate"]: row for row in _read(out)}["frank-infra"]["reason"]
+        assert ("test_add_edge" in reason) == (view == "grader"), reason
 
 
 def test_default_path_is_under_the_round_folder(round_dir: Path, tmp_path: Path) -> None:
