@@ -308,6 +308,8 @@ def test_timed_exercise_runs_its_gradings_alone(tmp_path: Path) -> None:
     out = tmp_path / "round"
     run = mlgrade("batch", "toy-latency", str(source), "--out", str(out), "--jobs", "2", "--backend", BACKEND)
     assert run.returncode == 0, run.stderr
+    if "--jobs 2 lowered to 1" in run.stderr:  # one core or little memory: nothing could overlap anyway
+        pytest.skip(f"this machine runs one grading at a time: {run.stderr.splitlines()[0]}")
     assert "has timed checks (latency): each grading runs alone" in run.stderr
     spans = query(out, "SELECT started_at, ended_at FROM attempts ORDER BY started_at")
     assert len(spans) == 3
