@@ -30,6 +30,7 @@ from .checks.probe_output import ProbeOutput, read_probe
 from .harness.wire import ENV_VALUE_CAP, EVENT_STARTED, RESULTS_FILE, STARTED
 from .hints import shown_hints
 from .integrity import Integrity, scan_evidence
+from .machine_lock import machine_slot
 from .scan import scan_submission
 from .intake import Submission, intake
 from .report import SCHEMA_ID, UNSANDBOXED, encodable, validate_report
@@ -199,7 +200,8 @@ class Grader:
         device = resolve_device(exercise, device)
         checks = [c for c in exercise.manifest.checks if c.device in ("any", device)]
         grading = _Grading(device=device, seed=seed)
-        with tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
+        timed = any(KINDS[c.kind].measured for c in checks)  # then nothing else grades on this machine
+        with machine_slot(timed, self.progress), tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
             Path(tmp, "in").mkdir()
             submission = intake(submission_path, Path(tmp, "in"), exercise.manifest.required_files,
                                 starter=exercise.starter)  # refuses paths that clash with the starter
