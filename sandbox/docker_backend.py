@@ -31,7 +31,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from . import _seccomp
@@ -389,12 +390,15 @@ class DockerBackend:
                     "fsize:rlimit", "nofile:rlimit", "wall:kill", "output:cap", "tmpfs:size", _seccomp.LABEL]
         out, err = _Capture(limits.output_bytes), _Capture(limits.output_bytes)
         container: str | None = None
+        name: str | None = None
         sock: socket.socket | None = None
         try:
             try:
-                container = client.api.create_container(
-                    host_config=client.api.create_host_config(**host), name=f"mlgrade-{secrets.token_hex(6)}",
-                    **create)["Id"]
+                # Named before it exists: Ctrl-C or SIGTERM (a batch worker whose batch was killed) while
+                # the engine creates it leaves no id here, and the clean-up below removes it by this name.
+                name = f"mlgrade-{secrets.token_hex(6)}"
+                container = client.api.create_container(host_config=client.api.create_host_config(**host),
+                                                        name=name, **create)["Id"]
                 params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin is not None else 0}
                 sock = _raw(client.api.attach_socket(container, params=params))
                 sock.settimeout(None)
@@ -429,8 +433,8 @@ class DockerBackend:
                     sock.close()
                 except OSError:
                     pass
-            if container is not None:
-                _remove(client, container)
+            if container is not None or name is not None:
+                _remove(client, container or name)  # 404 (never created) counts as removed
         oom = bool(state.get("OOMKilled"))
         code = state.get("ExitCode")
         exit_code: int | None = None if timed_out or (oom and code == 137) else code
@@ -483,14 +487,24 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def _remove(client: Any, container: str) -> None:
-    """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
-    interrupt the removal (they are delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM}
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the block (in the main thread, where Python runs handlers) and
+    delivered right after it."""
     masked = threading.current_thread() is threading.main_thread()
     if masked:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        yield
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _remove(client: Any, container: str) -> None:
+    """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
+    interrupt the removal."""
+    with _signals_held():
         for attempt in range(3):
             try:
                 client.api.remove_container(container, force=True)
@@ -499,9 +513,6 @@ def _remove(client: Any, container: str) -> None:
                 if getattr(exc, "status_code", None) == 404:
                     return
                 time.sleep(0.2 * (attempt + 1))
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _engine_version(client: Any) -> str:
