@@ -201,7 +201,7 @@ class Grader:
         checks = [c for c in exercise.manifest.checks if c.device in ("any", device)]
         grading = _Grading(device=device, seed=seed)
         timed = any(KINDS[c.kind].measured for c in checks)  # then nothing else grades on this machine
-        with machine_slot(timed, self.progress), tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="mlgrade-work-") as tmp:
             Path(tmp, "in").mkdir()
             submission = intake(submission_path, Path(tmp, "in"), exercise.manifest.required_files,
                                 starter=exercise.starter)  # refuses paths that clash with the starter
@@ -212,13 +212,14 @@ class Grader:
             context = self._context(exercise, workspace, Path(tmp),
                                     f"{exercise.id}: {_short(submission_path)} ({self.backend.name}, {device})",
                                     device, seed)
-            for kind in KINDS.values():
-                mine = [c for c in checks if c.kind == kind.name]
-                if mine:
-                    for check_id, outcome in kind.grade(context, mine).items():
-                        grading.fold(kind, outcome)
-                        context.scores[check_id] = outcome.score
-                        context.import_hung = context.import_hung or outcome.import_hung
+            with machine_slot(timed, self.progress):  # the sandbox runs: a timed grading has the machine alone
+                for kind in KINDS.values():
+                    mine = [c for c in checks if c.kind == kind.name]
+                    if mine:
+                        for check_id, outcome in kind.grade(context, mine).items():
+                            grading.fold(kind, outcome)
+                            context.scores[check_id] = outcome.score
+                            context.import_hung = context.import_hung or outcome.import_hung
         if grading.integrity.tampered:  # verdicts from the candidate's process are void (integrity.py)
             for check in checks:
                 if KINDS[check.kind].candidate_verdicts:
