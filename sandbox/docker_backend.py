@@ -31,8 +31,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from . import _seccomp
@@ -433,7 +432,7 @@ class DockerBackend:
                     sock.close()
                 except OSError:
                     pass
-            if container is not None or name is not None:
+            if name is not None:
                 _remove(client, container or name)  # 404 (never created) counts as removed
         oom = bool(state.get("OOMKilled"))
         code = state.get("ExitCode")
@@ -487,24 +486,14 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for the block (in the main thread, where Python runs handlers) and
-    delivered right after it."""
-    masked = threading.current_thread() is threading.main_thread()
-    if masked:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _remove(client: Any, container: str) -> None:
     """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
-    interrupt the removal."""
-    with _signals_held():
+    interrupt the removal (they are delivered right after)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    masked = threading.current_thread() is threading.main_thread()
+    if masked:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
         for attempt in range(3):
             try:
                 client.api.remove_container(container, force=True)
@@ -513,6 +502,9 @@ def _remove(client: Any, container: str) -> None:
                 if getattr(exc, "status_code", None) == 404:
                     return
                 time.sleep(0.2 * (attempt + 1))
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _engine_version(client: Any) -> str:
