@@ -45,7 +45,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .cleanup import remove_tree
 from .errors import BadInput, InfraError
 from .intake import intake
-from .outdir import one_line
+from .outdir import Out, one_line, write_files
 
 if TYPE_CHECKING:
     from .batch.layout import Round
@@ -377,21 +377,8 @@ def write_similarity(path: Path, pairs: Iterable[SimilarPair] | Similarity) -> N
     document = {"version": FORMAT_VERSION, "threshold": result.threshold, "compared": result.compared,
                 "notes": result.notes, "pairs": [asdict(p) for p in result.pairs]}
     path = Path(path)
-    temp = None
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=True)
-            handle.write("\n")
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except OSError as exc:
-        if temp is not None:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-        raise InfraError(f"cannot write {path}: {exc.strerror or exc}") from None
+    text = json.dumps(document, indent=2, ensure_ascii=True) + "\n"
+    write_files(Out(arg=str(path.parent), path=path.parent), {path.name: text})  # atomic; InfraError, one line
 
 
 def load_similarity(path: Path) -> Similarity:
