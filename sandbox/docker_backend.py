@@ -130,7 +130,7 @@ def connect() -> Any:
     return client
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             return f.read().strip()
@@ -152,14 +152,14 @@ def owner_labels(pid: int | None = None) -> dict[str, str]:
     """The labels that tie a container to this grader process (pid reuse is caught by the start time)."""
     pid = os.getpid() if pid is None else pid
     return {LABEL: "1", OWNER_PID: str(pid), OWNER_START: process_start(pid) or "?",
-            OWNER_BOOT: _boot_id(), OWNER_HOST: socket.gethostname()}
+            OWNER_BOOT: boot_id(), OWNER_HOST: socket.gethostname()}
 
 
 def owner_gone(labels: dict[str, str]) -> bool:
     """True when the grader process named in labels is certainly gone (on this host)."""
     if labels.get(OWNER_HOST) != socket.gethostname():
         return False  # another machine's grader on a shared engine: not ours to judge
-    if labels.get(OWNER_BOOT) != _boot_id():
+    if labels.get(OWNER_BOOT) != boot_id():
         return True  # this host rebooted since
     try:
         pid = int(labels.get(OWNER_PID, ""))

@@ -41,10 +41,12 @@ from typing import Any
 import ray
 from ray import exceptions as rex
 
+from sandbox.docker_backend import boot_id, process_start
+
 from ..cleanup import remove_tree
 from ..errors import BadInput, InfraError
 from ..outdir import one_line
-from .ray_local import NODE_RESOURCE, OWNER, SCRATCH_ENV, LocalRay, boot_id, process_start
+from .ray_local import NODE_RESOURCE, OWNER, SCRATCH_ENV, LocalRay
 from .tasks import GradeOutcome, GradeTask, Result
 from .worker import REASON_MAX
 

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.docker_backend import boot_id, process_start
+
 from ..cleanup import remove_tree
 from ..errors import InfraError
 from ..outdir import one_line
@@ -60,19 +62,6 @@ def _stat_fields(pid: int) -> list[bytes] | None:
             return f.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
-
-
-def process_start(pid: int) -> str | None:
-    """Start time of pid in clock ticks since boot, or None when there is no such process."""
-    fields = _stat_fields(pid)
-    return fields[19].decode() if fields and len(fields) > 19 else None
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "?"
 
 
 def session_members(sid: int, since: int = 0, zombies: bool = False) -> list[int]:

@@ -30,7 +30,8 @@ pytest.importorskip("ray")
 
 from grader.batch import engine_ray  # noqa: E402
 from grader.batch.engine_ray import RayEngine  # noqa: E402
-from grader.batch.ray_local import descendants, process_start, sweep_stale  # noqa: E402
+from grader.batch.ray_local import descendants, sweep_stale  # noqa: E402
+from sandbox.docker_backend import process_start  # noqa: E402
 from grader.batch.tasks import GradeOutcome, GradeTask  # noqa: E402
 from grader.intake import intake  # noqa: E402
 from sandbox import available_backends  # noqa: E402
