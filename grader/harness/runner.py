@@ -168,10 +168,10 @@ class Runner:
                 # pytest refuses the whole command line when a node id's module failed to import
                 # ("found no collectors"): only the tests under a failed collector are lost; the
                 # others are run again without them.
-                lost = [n for n in remaining if _failed_collector(n, collect_errors) is not None]
-                for nodeid in lost:
+                lost = {n: error for n in remaining if (error := _failed_collector(n, collect_errors)) is not None}
+                for nodeid, error in lost.items():
                     self.record(event=EVENT_RESULT, nodeid=nodeid, outcome="error", duration=0.0,
-                                message=_collection_reason(_failed_collector(nodeid, collect_errors) or ""))
+                                message=_collection_reason(error))
                 remaining = [n for n in remaining if n not in lost]
                 if lost:
                     continue
