@@ -211,7 +211,8 @@ def _union(*arrays: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(arrays)) if arrays else _EMPTY
 
 
-def _read_text(path: Path) -> str | None:
+def read_text(path: Path) -> str | None:
+    """A file's text as the index reads it (capped; None when binary or unreadable)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES)
@@ -257,11 +258,6 @@ def hidden_test_files(exercise: "Exercise") -> list[Path]:
     """Every file under the exercise's tests/ that its kit does not hold."""
     shipped = {p.resolve() for p in kit_files(exercise)}
     return [p for p in _files(exercise.tests) if p.resolve() not in shipped]
-
-
-def read_text(path: Path) -> str | None:
-    """A file's text as the index reads it (capped; None when binary or unreadable)."""
-    return _read_text(path)
 
 
 def folded_words(text: str) -> list[str]:
@@ -315,7 +311,7 @@ class HiddenText:
         hidden, public, sources, total = [], [], [], 0
         for paths, texts in ((tests, hidden), (solutions, hidden), (kit, public)):
             for path in paths:
-                text = _read_text(path)
+                text = read_text(path)
                 if text is None or total + len(text) > MAX_TOTAL_BYTES:
                     continue
                 total += len(text)
