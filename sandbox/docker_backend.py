@@ -4,7 +4,7 @@ Each run creates a container from the sandbox image (`mlgrade image build`), att
 stdin, stdout and stderr before starting it, writes `stdin` and closes it, reads both output
 streams under the cap, enforces the wall clock from the host (and, as a backstop should the
 grader die, with `timeout` inside), and removes the container in a `finally` (Ctrl-C and the
-CLI's SIGTERM included). Containers carry labels naming the grader process that owns them;
+CLI's SIGTERM included; both wait for a create call in flight, so its id is known). Containers carry labels naming the grader process that owns them;
 the first use of the backend in a process removes labelled containers whose owner is gone,
 so a grader killed with SIGKILL leaves nothing behind past the next mlgrade command.
 
@@ -31,7 +31,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from . import _seccomp
@@ -393,11 +394,14 @@ class DockerBackend:
         sock: socket.socket | None = None
         try:
             try:
-                # Named before it exists: Ctrl-C or SIGTERM (a batch worker whose batch was killed) while
-                # the engine creates it leaves no id here, and the clean-up below removes it by this name.
+                # Ctrl-C or SIGTERM (a batch worker whose batch was killed) waits for the create call:
+                # interrupting it leaves no id here while the engine may still create the container
+                # after a removal by name came too early (seen as a left-behind container). The name
+                # still serves the clean-up when the call itself fails after the engine acted.
                 name = f"mlgrade-{secrets.token_hex(6)}"
-                container = client.api.create_container(host_config=client.api.create_host_config(**host),
-                                                        name=name, **create)["Id"]
+                with _signals_held():
+                    container = client.api.create_container(host_config=client.api.create_host_config(**host),
+                                                            name=name, **create)["Id"]
                 params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin is not None else 0}
                 sock = _raw(client.api.attach_socket(container, params=params))
                 sock.settimeout(None)
@@ -427,13 +431,14 @@ class DockerBackend:
             except Exception as exc:  # noqa: BLE001 - the engine failed us mid-run
                 raise SandboxError(f"the Docker engine failed during the run: {_explain(exc)}") from None
         finally:
-            if sock is not None:
-                try:
-                    sock.close()
-                except OSError:
-                    pass
-            if name is not None:
-                _remove(client, container or name)  # 404 (never created) counts as removed
+            with _signals_held():  # a second signal must not skip the removal
+                if sock is not None:
+                    try:
+                        sock.close()
+                    except OSError:
+                        pass
+                if name is not None:
+                    _remove(client, container or name)  # 404 (never created) counts as removed
         oom = bool(state.get("OOMKilled"))
         code = state.get("ExitCode")
         exit_code: int | None = None if timed_out or (oom and code == 137) else code
@@ -486,14 +491,24 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def _remove(client: Any, container: str) -> None:
-    """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
-    interrupt the removal (they are delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM}
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back for the block and delivered right after it (in the main thread,
+    where Python runs signal handlers; elsewhere a no-op). Nests."""
     masked = threading.current_thread() is threading.main_thread()
     if masked:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        yield
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _remove(client: Any, container: str) -> None:
+    """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
+    interrupt the removal."""
+    with _signals_held():
         for attempt in range(3):
             try:
                 client.api.remove_container(container, force=True)
@@ -502,9 +517,6 @@ def _remove(client: Any, container: str) -> None:
                 if getattr(exc, "status_code", None) == 404:
                     return
                 time.sleep(0.2 * (attempt + 1))
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _engine_version(client: Any) -> str:

@@ -243,6 +243,35 @@ def test_interrupted_run_removes_its_container(docker, token, signum):
     assert survivors == []
 
 
+def test_interrupt_during_create_still_removes_the_container(docker, monkeypatch):
+    """A signal that lands while the engine is still creating the container (a batch worker whose
+    batch was just killed) must not leave it behind. The engine's lag is made certain here: the real
+    create call runs 0.5 s after the signal, as an engine would finish a request the interrupted
+    client no longer waits for; a removal by name at the time of the signal finds nothing."""
+    api = dockmod.connect().api
+    real_create = api.create_container
+    created: list[str] = []
+
+    def lagging_create(*args, **kwargs):
+        done: list[dict] = []
+        engine = threading.Thread(target=lambda: (time.sleep(0.5), done.append(real_create(*args, **kwargs))))
+        engine.start()
+        created.append(kwargs["name"])
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the engine works
+        engine.join()
+        return done[0]
+
+    monkeypatch.setattr(api, "create_container", lagging_create)
+    with pytest.raises(KeyboardInterrupt):
+        docker.run(["true"], limits=Limits(wall_s=20))
+    monkeypatch.undo()
+    time.sleep(1.0)  # the lagging create has long returned
+    left = api.containers(all=True, filters={"name": created[0]})
+    for c in left:
+        api.remove_container(c["Id"], force=True)
+    assert left == []
+
+
 def test_cli_sigterm_mid_grading_removes_the_container(docker, tmp_path):
     env = dict(os.environ, MLGRADE_HOME=str(TOY_HOME))
     cli = subprocess.Popen([sys.executable, "-m", "grader", "grade", "toy", str(TOY_SUBMISSIONS / "hang"),
