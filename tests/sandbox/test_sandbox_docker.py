@@ -218,6 +218,8 @@ def _helper(token: str) -> subprocess.Popen:
             "from sandbox.docker_backend import DockerBackend\nfrom sandbox.api import Limits\n"
             "def term(signum, frame):\n    raise KeyboardInterrupt  # what the CLI does with SIGTERM\n"
             "signal.signal(signal.SIGTERM, term)\n"
+            # as in a terminal: a runner started in the background (nohup, `&`) passes SIGINT on ignored
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "try:\n"
             f"    DockerBackend().run(['sleep', '{token}'], limits=Limits(wall_s=120))\n"
             "except KeyboardInterrupt:\n    sys.exit(130)\n")
@@ -262,8 +264,12 @@ def test_interrupt_during_create_still_removes_the_container(docker, monkeypatch
         return done[0]
 
     monkeypatch.setattr(api, "create_container", lagging_create)
-    with pytest.raises(KeyboardInterrupt):
-        docker.run(["true"], limits=Limits(wall_s=20))
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored when run in the background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            docker.run(["true"], limits=Limits(wall_s=20))
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     monkeypatch.undo()
     time.sleep(1.0)  # the lagging create has long returned
     left = api.containers(all=True, filters={"name": created[0]})
