@@ -181,9 +181,13 @@ def test_cli_out_writes_a_lone_surrogate_escaped(tmp_path: Path, view: str) -> N
 
 
 def test_cli_candidate_view(tmp_path: Path) -> None:
-    run = mlgrade("grade", "toy", str(TOY_SUBMISSIONS / "hang"), "--view", "candidate", "--json")
+    # no-mean fails every hidden mean test with a message naming their module (test_hints.py covers
+    # a hanging submission's candidate view)
+    run = mlgrade("grade", "toy", str(TOY_SUBMISSIONS / "no-mean"), "--view", "candidate", "--json")
     assert run.returncode == 0, run.stderr
     assert "test_mean" not in run.stdout and json.loads(run.stdout)["view"] == "candidate"
+    grader_view = mlgrade("grade", "toy", str(TOY_SUBMISSIONS / "no-mean"), "--json")
+    assert "test_mean" in grader_view.stdout  # so the candidate view has hidden something
 
 
 def _evil_zip(path: Path) -> Path:
