@@ -103,9 +103,12 @@ def _rlimits(limits: Limits, cgroup: RunCgroup | None, rlimit_as: bool) -> tuple
 
 _PR_SET_PDEATHSIG = 1
 try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl = _libc.prctl  # looked up here: the forked child only calls them
+    _sig_default = _libc.signal
+    _sig_default.argtypes, _sig_default.restype = (ctypes.c_int, ctypes.c_void_p), ctypes.c_void_p
 except (OSError, AttributeError):  # not Linux
-    _prctl = None
+    _prctl = _sig_default = None
 
 
 def _preexec(procs_files: list[bytes], rlimits: list[tuple[int, int]]) -> Callable[[], None]:
@@ -130,6 +133,13 @@ def _preexec(procs_files: list[bytes], rlimits: list[tuple[int, int]]) -> Callab
                 os.close(fd)
         for res, value in rlimits:
             resource.setrlimit(res, (value, value))
+        # Signal state survives exec: a grader started in the background (nohup, `&`) ignores SIGINT,
+        # and one may hold signals back. The command starts with every signal at its
+        # default and none blocked, however the grader was started (as a container's command does).
+        if _sig_default is not None:
+            for signum in range(1, signal.NSIG):
+                _sig_default(signum, None)  # SIG_DFL; refused for SIGKILL, SIGSTOP and libc's own
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
     return enter
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,22 @@ def test_echo_output_and_exit_code(backend):
     assert not (r.timed_out or r.oom_killed or r.stdout_truncated or r.stderr_truncated)
     assert r.backend == backend.name and r.isolated == backend.isolated
     assert "wall:kill" in r.enforced and "output:cap" in r.enforced
+
+
+def test_signal_state_does_not_depend_on_how_the_grader_was_started(backend):
+    """A grader started in the background (nohup, `&`) ignores SIGINT, and one may hold signals back:
+    neither reaches the command, whose signals start at their defaults, unblocked."""
+    code = ("import signal\n"
+            "blocked = [l.split()[1] for l in open('/proc/self/status') if l.startswith('SigBlk')][0]\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, int(blocked, 16))\n")
+    inherited = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGHUP})
+    try:
+        r = backend.run(py(backend, code), limits=Limits(wall_s=60))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, inherited)
+    assert (r.stdout, r.exit_code) == ("True 0\n", 0), r.stderr
 
 
 def test_missing_command_is_exit_127(backend):
