@@ -7,25 +7,35 @@ the CSV's folder. Ids must match layout.CANDIDATE_ID and be unique. Anything wro
 (BadInput) before anything is written.
 
 The content hash that goes into the ledger key is computed without extracting anything: the
-sha256 of an archive's bytes (what intake records for it), or a tree hash of a folder.
+sha256 of an archive's bytes (what intake records for it), or a tree hash of a folder. Where intake
+refuses a submission on a limit alone (an archive over MAX_ARCHIVE_BYTES, a file over MAX_FILE_BYTES,
+a folder deeper than MAX_DEPTH, ...), the hash records what intake decides on (a size, a name)
+instead of reading further: the key still changes whenever intake's verdict can.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
-from ..intake import IGNORED_PARTS, MAX_FILE_BYTES
+from ..intake import (IGNORED_PARTS, MAX_ARCHIVE_BYTES, MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES,
+                      MAX_TOTAL_BYTES)
 from ..outdir import one_line, shown
 from .layout import CANDIDATE_ID
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")  # longest first: "a.tar.gz" is candidate "a"
 MAX_ROSTER_BYTES = 16 * 1024 * 1024
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_CHUNK = 1 << 20
+# control characters, line and paragraph separators, invisible format ones (bidi overrides), lone surrogates
+_UNSEEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,8 @@ def _kind(path: Path, where: str) -> str:
         raise BadInput(f"{where}: {shown(path, 60)}: no such file or folder") from None
     except OSError as exc:
         raise BadInput(f"{where}: {shown(path, 60)}: cannot examine it: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL, or a lone surrogate that has no bytes (UnicodeEncodeError)
+        raise BadInput(f"{where}: {shown(path, 60)}: not a usable path (NUL or undecodable character)") from None
     if stat.S_ISDIR(mode):
         return "folder"
     if stat.S_ISREG(mode):
@@ -85,34 +97,55 @@ def _from_folder(folder: Path, label: str) -> list[SourceEntry]:
     return entries
 
 
+def _unseen(text: str) -> str | None:
+    """The first control, line-break or invisible character in text, None when there is none."""
+    return next((ch for ch in text if unicodedata.category(ch) in _UNSEEN), None)
+
+
 def _from_roster(roster: Path, label: str) -> list[SourceEntry]:
     try:
-        if roster.stat().st_size > MAX_ROSTER_BYTES:
-            raise BadInput(f"{label}: the roster is over {MAX_ROSTER_BYTES // 2**20} MiB")
-        text = roster.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadInput(f"{label}: the roster is not UTF-8 text") from None
+        with open(roster, "rb") as handle:  # bytes: a text-mode read would turn a quoted "\r\n" into "\n"
+            data = handle.read(MAX_ROSTER_BYTES + 1)
     except OSError as exc:
         raise BadInput(f"{label}: cannot read the roster: {exc.strerror or exc}") from None
+    if len(data) > MAX_ROSTER_BYTES:
+        raise BadInput(f"{label}: the roster is over {MAX_ROSTER_BYTES // 2**20} MiB")
     try:
-        rows = list(csv.reader(text.splitlines()))
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInput(f"{label}: the roster is not UTF-8 text") from None
+    # newline="": the csv module splits records itself, so a quoted line break stays in its field
+    # (and is refused below) and a form feed or U+2028 does not end a record (str.splitlines would)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows: list[tuple[int, list[str]]] = []  # (the record's first line, its fields)
+    try:
+        first = 1
+        for row in reader:
+            rows.append((first, row))
+            first = reader.line_num + 1
     except csv.Error as exc:
-        raise BadInput(f"{label}: not a CSV file ({one_line(str(exc))})") from None
+        raise BadInput(f"{label}: line {reader.line_num}: not a CSV file ({one_line(str(exc))})") from None
     if not rows:
         raise BadInput(f"{label}: the roster is empty (expected the header candidate,path)")
-    header = [h.strip().lower() for h in rows[0]]
+    head = rows[0][1]
+    header = [h.strip().lower() for h in head]
     if "candidate" not in header or "path" not in header:
         raise BadInput(f"{label}: line 1: the header must name the columns candidate and path "
-                       f"(found {shown(','.join(rows[0]), 60)})")
+                       f"(found {shown(','.join(head), 60)})")
     col_id, col_path = header.index("candidate"), header.index("path")
     base = roster.parent.absolute()
     entries: list[SourceEntry] = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue  # blank lines
         where = f"{label}: line {number}"
         if len(row) <= max(col_id, col_path):
             raise BadInput(f"{where}: {len(row)} column{'s' if len(row) != 1 else ''}, expected {len(header)}")
+        for column, cell in (("candidate", row[col_id]), ("path", row[col_path])):
+            bad = _unseen(cell)
+            if bad is not None:  # checked before strip(), which would drop a trailing one silently
+                raise BadInput(f"{where}: the {column} {shown(cell, 60)} holds a control or invisible character "
+                               f"({one_line(bad)}, {unicodedata.name(bad, 'U+%04X' % ord(bad))})")
         candidate, given = row[col_id].strip(), row[col_path].strip()
         if not given:
             raise BadInput(f"{where}: empty path")
@@ -150,58 +183,153 @@ def read_source(source: str) -> list[SourceEntry]:
 
 # -- content hashes --------------------------------------------------------------------------
 
-def _hash_file(path: Path | str, digest: "hashlib._Hash") -> None:
-    """Feed a regular file's bytes to digest, opened without following a link or blocking on a FIFO;
-    a file over intake's per-file limit (intake refuses it anyway) adds its size and mtime instead."""
-    mode = os.lstat(path).st_mode  # a device or FIFO is never opened
+def _read_into(fd: int, digest: "hashlib._Hash", limit: int) -> int:
+    """Feed the open file's bytes to digest in chunks, reading at most limit + 1; returns the count."""
+    got = 0
+    while got <= limit:
+        block = os.read(fd, min(_CHUNK, limit + 1 - got))
+        if not block:
+            break
+        digest.update(block)
+        got += len(block)
+    return got
+
+
+def _archive_hash(path: str) -> str:
+    """sha256 of the file's bytes, as intake computes it. Over intake's archive limit intake refuses it
+    on its size alone, so the size is the key ("over:SIZE"); a device or FIFO is never opened."""
+    mode = os.lstat(path).st_mode
     if not stat.S_ISREG(mode):
-        digest.update(b"special:%o\0" % stat.S_IFMT(mode))
-        return
+        return "special:%o" % stat.S_IFMT(mode)
     fd = os.open(path, _READ_FLAGS)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            digest.update(b"special:%o\0" % stat.S_IFMT(st.st_mode))
-            return
-        if st.st_size > MAX_FILE_BYTES:
-            digest.update(b"large:%d:%d\0" % (st.st_size, st.st_mtime_ns))
-            return
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+            return "special:%o" % stat.S_IFMT(st.st_mode)
+        if st.st_size > MAX_ARCHIVE_BYTES:
+            return f"over:{st.st_size}"
+        digest = hashlib.sha256()
+        got = _read_into(fd, digest, MAX_ARCHIVE_BYTES)
+        return f"over:{got}+" if got > MAX_ARCHIVE_BYTES else digest.hexdigest()  # it grew while read
     finally:
         os.close(fd)
 
 
-def _tree_hash(root: Path) -> str:
-    """sha256 over relative paths and contents; links contribute their target, never followed;
-    what intake drops (`__pycache__`, `.git`, `*.pyc`, ...) is left out."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_PARTS)
-        rel_dir = os.path.relpath(dirpath, root)
-        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            if name in IGNORED_PARTS or name.endswith(".pyc"):
-                continue
-            rel = os.path.normpath(os.path.join(rel_dir, name))
-            full = os.path.join(dirpath, name)
-            digest.update(os.fsencode(rel) + b"\0")
-            if os.path.islink(full):
-                digest.update(b"link:" + os.fsencode(os.readlink(full)) + b"\0")
-            else:
-                _hash_file(full, digest)
-            digest.update(b"\0")
-    return digest.hexdigest()
+class _TreeHash:
+    """sha256 of a folder as intake walks it: depth first in name order, every entry by its relative
+    path and kind, files by their bytes, links by their target (never followed); what intake drops
+    unread only by its count, or by its name where intake refuses that name. What intake refuses on
+    a limit alone is recorded as such and not read (a file over MAX_FILE_BYTES, files past
+    MAX_TOTAL_BYTES, entries below MAX_DEPTH, names past MAX_ENTRIES), so the work is bounded by
+    intake's own limits. An entry that cannot be read is recorded with its error: intake refuses it
+    too (the candidate's failure, not the round's)."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.listed = self.total = 0
+        self.over = False  # past MAX_ENTRIES: intake stops there, so does the walk
+
+    def record(self, kind: bytes, rel: str, extra: bytes = b"") -> None:
+        self.digest.update(kind + b":" + rel.encode("utf-8", "surrogateescape") + b"\0" + extra + b"\0")
+
+    def listdir(self, fd: int, rel: str) -> list[str]:
+        """The folder's names, sorted; none once intake's entry limit is passed (recorded)."""
+        names = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    self.listed += 1
+                    if self.listed > MAX_ENTRIES:
+                        self.record(b"entries-over", rel)
+                        self.over = True
+                        return []
+                    names.append(entry.name)
+        except OSError as exc:
+            self.record(b"unlistable", rel, os.strerror(exc.errno or 0).encode())
+            return []
+        return sorted(names)
+
+    def file(self, fd: int, name: str, rel: str, size: int) -> None:
+        if size > MAX_FILE_BYTES:  # intake refuses it on its size
+            self.record(b"large", rel, b"%d" % size)
+            return
+        self.total += size
+        if self.total > MAX_TOTAL_BYTES:  # intake refuses the submission here, on the sizes
+            self.record(b"size", rel, b"%d" % size)
+            return
+        try:
+            file_fd = os.open(name, _READ_FLAGS, dir_fd=fd)
+        except OSError as exc:
+            self.record(b"unreadable", rel, os.strerror(exc.errno or 0).encode())
+            return
+        try:
+            self.digest.update(b"file:" + rel.encode("utf-8", "surrogateescape") + b"\0")
+            got = _read_into(file_fd, self.digest, size)
+            self.digest.update(b"\0%d\0" % got)  # a length that is not lstat's: intake refuses it
+        except OSError as exc:
+            self.record(b"unreadable", rel, os.strerror(exc.errno or 0).encode())
+        finally:
+            os.close(file_fd)
+
+    def walk(self, root: str) -> str:
+        stack: list[tuple[int, str, list[str]]] = [(os.open(root, _DIR_FLAGS), "", [])]  # (fd, prefix, names left)
+        try:
+            stack[0][2].extend(reversed(self.listdir(stack[0][0], ".")))
+            while stack and not self.over:
+                fd, prefix, pending = stack[-1]
+                if not pending:
+                    os.close(stack.pop()[0])
+                    continue
+                name = pending.pop()
+                rel = prefix + name
+                if name in IGNORED_PARTS or name.endswith(".pyc"):
+                    # intake never opens it: it counts (entries-over above) and its name is checked first
+                    # (intake._safe_relpath refuses these); a plain one can come and go (.DS_Store,
+                    # __pycache__ after a local run) without a new key
+                    if not name.isprintable() or "\\" in name:
+                        self.record(b"dropped", rel)
+                    continue
+                if rel.count("/") + 1 > MAX_DEPTH:
+                    self.record(b"deep", rel)  # intake refuses it on its path alone: neither read nor entered
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError as exc:
+                    self.record(b"unreadable", rel, os.strerror(exc.errno or 0).encode())
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    self.record(b"dir", rel)
+                    try:
+                        child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                    except OSError as exc:
+                        self.record(b"unlistable", rel, os.strerror(exc.errno or 0).encode())
+                        continue
+                    stack.append((child, rel + "/", []))
+                    stack[-1][2].extend(reversed(self.listdir(child, rel)))
+                elif stat.S_ISLNK(st.st_mode):
+                    try:
+                        target = os.readlink(name, dir_fd=fd)
+                    except OSError as exc:
+                        target = "?" + os.strerror(exc.errno or 0)
+                    self.record(b"link", rel, target.encode("utf-8", "surrogateescape"))
+                elif stat.S_ISREG(st.st_mode):
+                    self.file(fd, name, rel, st.st_size)
+                else:
+                    self.record(b"special", rel, b"%o" % stat.S_IFMT(st.st_mode))
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
+        return self.digest.hexdigest()
 
 
 def content_hash(entry: SourceEntry) -> str:
-    """The submission's content hash (no extraction): sha256 of an archive, tree hash of a folder."""
+    """The submission's content hash (no extraction): sha256 of an archive, tree hash of a folder.
+    The path itself (the operator's, links followed) must be readable: BadInput otherwise."""
     try:
-        if entry.path.is_dir():
-            return "tree:" + _tree_hash(entry.path)
-        digest = hashlib.sha256()
-        _hash_file(os.path.realpath(entry.path), digest)
-        return digest.hexdigest()
-    except OSError as exc:
-        raise BadInput(f"{shown(entry.given, 60)} (candidate {entry.candidate}): cannot read it: "
-                       f"{exc.strerror or exc}") from None
+        real = os.path.realpath(entry.path)
+        if os.path.isdir(real):
+            return "tree:" + _TreeHash().walk(real)
+        return _archive_hash(real)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL or a lone surrogate in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a usable path"
+        raise BadInput(f"{shown(entry.given, 60)} (candidate {entry.candidate}): cannot read it: {why}") from None
