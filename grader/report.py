@@ -5,7 +5,7 @@ import copy
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Iterable
 
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
@@ -67,11 +67,7 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     lines, warnings, flags, latency methods, kernel names, version strings) passed through
     `grader.scrub.scrub` against `hidden` (the exercise's hidden material, `HiddenText.from_exercise`;
     None: only capped and cleaned, and long encoded runs withheld); see `grader.scrub.scrub_view`."""
-    hidden = hidden if hidden is not None else HiddenText.empty()
-    secret_ids = [t["nodeid"] for c in report["checks"] if c["visibility"] == "hidden" and c["kind"] == "pytest"
-                  for t in c["tests"]]
-    if secret_ids:  # hidden tests' names and parameters are hidden material too, their names even alone
-        hidden = hidden.extended(secret_ids).with_names(_test_names(secret_ids))
+    hidden = with_hidden_tests(hidden if hidden is not None else HiddenText.empty(), hidden_nodeids(report))
     view = copy.deepcopy(report)
     view["view"] = "candidate"
     for check in view["checks"]:
@@ -91,6 +87,20 @@ def candidate_view(report: dict[str, Any], hidden: HiddenText | None = None) -> 
     view["warnings"] = [TAMPERING_NOTE if w.startswith(TAMPERING_WARNING) else w for w in view["warnings"]]
     scrub_view(view, hidden, LEADS)
     return view
+
+
+def hidden_nodeids(report: dict[str, Any]) -> list[str]:
+    """The node ids of a grader-view report's hidden pytest tests."""
+    return [t["nodeid"] for c in report["checks"] if c["visibility"] == "hidden" and c["kind"] == "pytest"
+            for t in c["tests"]]
+
+
+def with_hidden_tests(hidden: HiddenText, nodeids: Iterable[str]) -> HiddenText:
+    """hidden plus hidden tests' node ids: their text, and their names withheld even alone
+    ("test_mean_single"). The one scrubbing index of candidate-view text, for `candidate_view` and
+    for the ledger reasons that the candidate-view exports show (grader/exports/rows.py)."""
+    nodeids = list(dict.fromkeys(nodeids))
+    return hidden.extended(nodeids).with_names(_test_names(nodeids)) if nodeids else hidden
 
 
 def _test_names(nodeids: list[str]) -> set[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import BadInput, InfraError
 from ..outdir import one_line
 from .rows import Row
+from .writing import dumps
 
 SPEC_URL = "https://gradescope-autograders.readthedocs.io/en/latest/specs/"
 SCHEMA = "schemas/gradescope-results.schema.json"
@@ -24,6 +25,7 @@ NOT_EXPORTED = ("infra_failure", "pending", "running")  # no score to give: Grad
 HIDDEN_NOTE = ("Hidden checks appear once grades are published, with how many of their tests passed; "
                "their tests are not named.")
 TEXT = "text"
+HINT = "Hint: "  # before each hint the candidate view gives for a failed hidden test
 
 
 @cache
@@ -47,7 +49,8 @@ def _test(number: int, check: dict[str, Any]) -> dict[str, Any]:
     return {"name": f"{check['title']} ({check['id']})", "name_format": TEXT, "number": str(number),
             "score": check["points"], "max_score": check["max_points"],
             "status": "passed" if check["status"] == "pass" else "failed",
-            "output": "\n".join(lines + check["reasons"]), "output_format": TEXT,
+            "output": "\n".join(lines + check["reasons"] + [HINT + hint for hint in check.get("hints", [])]),
+            "output_format": TEXT,
             "tags": [check["kind"], check["visibility"]],
             "visibility": "visible" if check["visibility"] == "public" else "after_published"}
 
@@ -94,7 +97,7 @@ def render(candidate_rows: list[Row], grader_rows: list[Row]) -> tuple[dict[str,
                            "there); the Gradescope export shows only the candidate view")
         data = results(row)
         validate(data)
-        text = json.dumps(data, indent=2, ensure_ascii=True) + "\n"
+        text = dumps(data, indent=2)
         leaked = [nodeid for nodeid in _hidden_nodeids(grader.report) if json.dumps(nodeid)[1:-1] in text]
         if leaked:
             raise InfraError(f"candidate {row.candidate}: the candidate view names hidden test {leaked[0]!r}; "

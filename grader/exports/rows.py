@@ -1,8 +1,9 @@
 """A round's candidates with their report of one view, checked before any export uses them."""
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 from ..batch.layout import CANDIDATE_ID, Round, RoundEntry
 from ..errors import BadInput
@@ -33,7 +34,8 @@ def load_rows(round_: Round, view: View) -> list[Row]:
     against mlgrade.report/1. BadInput (one line) for an id that is not a folder name, an unreadable
     or invalid report, a report of the wrong view, or a graded candidate without a report."""
     from ..report import validate_report  # imported late: `mlgrade list` imports the command module
-    shown_reason = _reason_for(round_, view)
+    graded = load_rows(round_, "grader") if view == "candidate" else []
+    shown_reason = _reason_for(round_, view, [row.report for row in graded])
     rows = []
     for entry in round_.entries:
         if CANDIDATE_ID.fullmatch(entry.candidate) is None:
@@ -42,7 +44,7 @@ def load_rows(round_: Round, view: View) -> list[Row]:
         where = f"candidate {entry.candidate}: {view}-view report"
         try:
             report = entry.report(view)
-        except (OSError, ValueError) as exc:  # ValueError: not JSON (or not UTF-8)
+        except ValueError as exc:  # layout.RoundFileError: not a plain file, not strict JSON, too deep, ...
             raise BadInput(f"{where} cannot be read: {one_line(str(exc))[:200]}") from None
         if report is None:
             if entry.state == "graded":
@@ -58,19 +60,46 @@ def load_rows(round_: Round, view: View) -> list[Row]:
     return rows
 
 
-def _reason_for(round_: Round, view: View) -> Any:
+def _reason_for(round_: Round, view: View, reports: list[dict[str, Any] | None]) -> Callable[[str], str]:
     """How the ledger's reasons read in view: as recorded for the grader; for the candidate scrubbed
-    against the exercise's hidden material (an infrastructure reason may quote anything), or withheld
-    when the exercise is not here to scrub against."""
+    as candidate_view scrubs a report (an infrastructure reason may quote anything): against the
+    exercise's hidden material, the hidden tests' node ids in the round's grader-view reports and
+    every test and helper the hidden test files define; withheld when the exercise is not here."""
     if view == "grader":
         return lambda reason: reason
     from ..exercises import load_exercise
+    from ..report import hidden_nodeids, with_hidden_tests
     from ..scrub import HiddenText, scrub
     try:
-        hidden = HiddenText.from_exercise(load_exercise(round_.exercise))
+        exercise = load_exercise(round_.exercise)
     except BadInput:
         return lambda reason: reason and f"(withheld: exercise {round_.exercise} is not installed here to check it)"
+    nodeids = [nodeid for report in reports if report is not None for nodeid in hidden_nodeids(report)]
+    hidden = with_hidden_tests(HiddenText.from_exercise(exercise), nodeids + _defined_nodeids(exercise))
     return lambda reason: scrub(reason, hidden) if reason else ""
+
+
+def _defined_nodeids(exercise: Any) -> list[str]:
+    """"<file>::<name>" (and "<file>::<Class>::<name>") for every function and class that the hidden
+    test files define: a round whose candidates all failed has no report naming its hidden tests."""
+    from ..scrub import hidden_test_files, read_text
+    found = []
+    for path in hidden_test_files(exercise):
+        text = read_text(path) if path.suffix == ".py" else None
+        try:
+            tree = ast.parse(text) if text is not None else None
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is None:
+            continue
+        where = path.relative_to(exercise.tests).as_posix()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                found.append(f"{where}::{node.name}")
+                found += [f"{where}::{node.name}::{inner.name}" for inner in ast.walk(node)
+                          if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                      ast.ClassDef))]
+    return found
 
 
 def check_order(reports: Iterable[dict[str, Any] | None]) -> list[str]:

@@ -9,12 +9,13 @@ destination are removed again when the export fails.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..batch.layout import CANDIDATES, LEDGER
 from ..errors import BadInput, InfraError
@@ -22,6 +23,16 @@ from ..exercises import PROJECT_ROOT
 from ..outdir import SYSTEM_TREES, shown
 
 Owned = Callable[[Path], str | None]  # an existing destination folder -> None, or what in it is not ours
+
+
+def dumps(value: Any, **options: Any) -> str:
+    """value as strict JSON, ASCII, one line per call unless indent is given, ending in a newline.
+    InfraError (one line) for NaN or Infinity, which the round's readers refuse to let in: the
+    standard allows neither, and most JSON readers refuse them."""
+    try:
+        return json.dumps(value, ensure_ascii=True, allow_nan=False, **options) + "\n"
+    except ValueError as exc:
+        raise InfraError(f"the export would hold a value JSON cannot (nothing written): {exc}") from None
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from export_testlib import copy_round, export, mlgrade, reports
-from grader.exports.gradescope import SPEC_URL
+from grader.exports.gradescope import HINT, SPEC_URL
 from tests.conftest import PROJECT
 
 SCHEMA = json.loads((PROJECT / "grader" / "schemas" / "gradescope-results.schema.json").read_text())
@@ -104,3 +104,18 @@ def test_default_folder_and_candidate_view_only(round_dir: Path, tmp_path: Path)
     assert sorted(p.name for p in (folder / "exports" / "gradescope").iterdir()) == EXPORTED
     run = mlgrade("export", folder, "--format", "gradescope", "--view", "grader")
     assert run.returncode == 2 and run.stderr.strip().endswith("the gradescope export is always the candidate view")
+
+
+def test_the_candidate_views_hints_are_in_the_output(exported: tuple[Path, str], round_dir: Path) -> None:
+    """Each hint the candidate view gives for a failed hidden test is in its check's output, as worded there."""
+    out, _ = exported
+    hinted = 0
+    for name, view in reports(round_dir, "candidate").items():
+        results = json.loads((out / name / "results.json").read_text())
+        for test, check in zip(results["tests"], view["checks"], strict=True):
+            assert [line for line in test["output"].splitlines() if line.startswith(HINT)] == [
+                HINT + hint for hint in check.get("hints", [])]
+            hinted += len(check.get("hints", []))
+    assert hinted >= 2  # bob.no-edge fails add-edge, carol_hostile the mean tests
+    bob = json.loads((out / "bob.no-edge" / "results.json").read_text())
+    assert HINT + "add: keep fractions and signs exactly, do not round to an integer" in bob["tests"][1]["output"]
