@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,13 @@ def reported_outcomes(report: dict) -> dict[str, str]:
     prefix = "void (verdict tampering); reported "
     return {t["nodeid"]: t["message"][len(prefix):].split(":")[0] if t["message"].startswith(prefix) else t["outcome"]
             for c in report["checks"] for t in c["tests"]}
+
+
+def refused(run: subprocess.CompletedProcess, *needles: str) -> str:
+    """The one line a refused command printed: exit 2, one line on stderr naming each needle, no traceback."""
+    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

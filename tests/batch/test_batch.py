@@ -26,7 +26,7 @@ from grader.batch.layout import read_round
 from grader.batch.ledger import Ledger
 from grader.similarity import SIMILARITY_FILE, load_similarity
 from sandbox import available_backends
-from tests.conftest import PROJECT, TOY_HOME, TOY_SUBMISSIONS
+from tests.conftest import PROJECT, TOY_HOME, TOY_SUBMISSIONS, refused
 
 BACKENDS = available_backends()
 BACKEND = "bwrap" if BACKENDS.get("bwrap") is None or os.environ.get("CI") == "true" else "process"
@@ -45,15 +45,6 @@ def start_batch(*args: str, env: dict[str, str] | None = None) -> subprocess.Pop
     full = {**os.environ, "MLGRADE_HOME": str(TOY_HOME), "MLGRADE_RETRY_DELAY": "0.05", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "grader", "batch", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=full, cwd=PROJECT)
-
-
-def refused(run: subprocess.CompletedProcess, *needles: str) -> str:
-    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
-    lines = run.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def query(folder: Path, sql: str, *params: object) -> list[tuple]:

@@ -21,7 +21,7 @@ from grader.cleanup import remove_tree
 from grader.errors import BadInput, SubmissionRefused
 from grader.intake import MAX_ARCHIVE_BYTES, MAX_DEPTH, MAX_ENTRIES, MAX_FILE_BYTES, intake
 from sandbox import available_backends
-from tests.conftest import PROJECT, TOY_HOME
+from tests.conftest import PROJECT, TOY_HOME, refused
 
 BACKEND = "bwrap" if available_backends().get("bwrap") is None or os.environ.get("CI") == "true" else "process"
 REFERENCE = (TOY_HOME / "reference" / "toy" / "calc.py").read_bytes()
@@ -36,15 +36,6 @@ def mlgrade(*args: str) -> subprocess.CompletedProcess:
 
 def batch(source: Path | str, out: Path) -> subprocess.CompletedProcess:
     return mlgrade("batch", "toy", str(source), "--out", str(out), "--backend", BACKEND)
-
-
-def refused(run: subprocess.CompletedProcess, *needles: str) -> str:
-    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
-    lines = run.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def rows(out: Path) -> dict[str, tuple]:
