@@ -4,7 +4,8 @@ Each run creates a container from the sandbox image (`mlgrade image build`), att
 stdin, stdout and stderr before starting it, writes `stdin` and closes it, reads both output
 streams under the cap, enforces the wall clock from the host (and, as a backstop should the
 grader die, with `timeout` inside), and removes the container in a `finally` (Ctrl-C and the
-CLI's SIGTERM included; both wait for a create call in flight, so its id is known). Containers carry labels naming the grader process that owns them;
+CLI's SIGTERM included; both wait for a create call in flight, so its id is known, and for the
+removal itself). Containers carry labels naming the grader process that owns them;
 the first use of the backend in a process removes labelled containers whose owner is gone,
 so a grader killed with SIGKILL leaves nothing behind past the next mlgrade command.
 
@@ -31,8 +32,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _seccomp
@@ -399,9 +399,12 @@ class DockerBackend:
                 # after a removal by name came too early (seen as a left-behind container). The name
                 # still serves the clean-up when the call itself fails after the engine acted.
                 name = f"mlgrade-{secrets.token_hex(6)}"
-                with _signals_held():
-                    container = client.api.create_container(host_config=client.api.create_host_config(**host),
-                                                            name=name, **create)["Id"]
+                created: list[str] = []
+                try:
+                    _uninterrupted(lambda: created.append(client.api.create_container(
+                        host_config=client.api.create_host_config(**host), name=name, **create)["Id"]))
+                finally:
+                    container = created[0] if created else None
                 params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin is not None else 0}
                 sock = _raw(client.api.attach_socket(container, params=params))
                 sock.settimeout(None)
@@ -431,14 +434,7 @@ class DockerBackend:
             except Exception as exc:  # noqa: BLE001 - the engine failed us mid-run
                 raise SandboxError(f"the Docker engine failed during the run: {_explain(exc)}") from None
         finally:
-            with _signals_held():  # a second signal must not skip the removal
-                if sock is not None:
-                    try:
-                        sock.close()
-                    except OSError:
-                        pass
-                if name is not None:
-                    _remove(client, container or name)  # 404 (never created) counts as removed
+            _uninterrupted(lambda: _clean_up(client, sock, container or name))  # a second signal must not skip it
         oom = bool(state.get("OOMKilled"))
         code = state.get("ExitCode")
         exit_code: int | None = None if timed_out or (oom and code == 137) else code
@@ -491,32 +487,67 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back for the block and delivered right after it (in the main thread,
-    where Python runs signal handlers; elsewhere a no-op). Nests."""
-    masked = threading.current_thread() is threading.main_thread()
-    if masked:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+def _uninterrupted(work: Callable[[], None]) -> None:
+    """Run work to its end even when Ctrl-C (or SIGTERM, which the CLI and batch workers turn into
+    Ctrl-C) arrives meanwhile, then raise the KeyboardInterrupt. Work runs in a thread of its own and
+    the main thread waits out any interrupt: masking the signals instead does not hold when the
+    process has other threads (rich's progress bar, the output readers), as the kernel then hands the
+    signal to one of them and Python raises it in the main thread all the same."""
+    if threading.current_thread() is not threading.main_thread():
+        work()  # Python raises KeyboardInterrupt only in the main thread
+        return
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            failure.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name="docker-uninterrupted", daemon=True)
+    interrupted: KeyboardInterrupt | None = None
     try:
-        yield
-    finally:
-        if masked:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        worker.start()
+    except KeyboardInterrupt as exc:  # start() may or may not have launched the thread
+        interrupted = exc
+    unstarted_until = time.monotonic() + 1.0
+    while not done.is_set():
+        try:
+            if worker.is_alive():
+                done.wait()
+            elif time.monotonic() > unstarted_until:
+                break  # an interrupted start() that never launched it
+            else:
+                done.wait(0.01)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted
+    if failure:
+        raise failure[0]
 
 
-def _remove(client: Any, container: str) -> None:
-    """Remove the container, with SIGINT and SIGTERM held back meanwhile so a second Ctrl-C cannot
-    interrupt the removal."""
-    with _signals_held():
-        for attempt in range(3):
-            try:
-                client.api.remove_container(container, force=True)
+def _clean_up(client: Any, sock: socket.socket | None, container: str | None) -> None:
+    """Close the attach socket and remove the container (by id or name; force: a running one is
+    killed first; 404, never created, counts as removed)."""
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    if container is None:
+        return
+    for attempt in range(3):
+        try:
+            client.api.remove_container(container, force=True)
+            return
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "status_code", None) == 404:
                 return
-            except Exception as exc:  # noqa: BLE001
-                if getattr(exc, "status_code", None) == 404:
-                    return
-                time.sleep(0.2 * (attempt + 1))
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _engine_version(client: Any) -> str:
