@@ -75,7 +75,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     suffix = "" if where.folder else "." + fmt
     dest = writing.check_destination(path, label, round_folder=folder, owned=_owned(fmt) if where.folder else None,
                                      suffix=suffix)
-    rows = load_rows(round_, view)
+    grader_rows = load_rows(round_, "grader") if view == "candidate" else None  # read once: scrubbing, gradescope
+    rows = load_rows(round_, view, grader_rows)
     left_out = []
     if fmt == "csv":
         from . import csv_table
@@ -85,7 +86,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         writing.write_file(dest, jsonl.render(rows, view))
     elif fmt == "gradescope":
         from . import gradescope
-        files, left_out = gradescope.render(rows, load_rows(round_, "grader"))
+        assert grader_rows is not None  # gradescope is the candidate view
+        files, left_out = gradescope.render(rows, grader_rows)
         writing.write_folder(dest, files)
     else:
         from . import junit

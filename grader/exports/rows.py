@@ -29,13 +29,16 @@ class Row:
         return self.report["score"]["percent"] if self.report is not None else self.entry.percent
 
 
-def load_rows(round_: Round, view: View) -> list[Row]:
+def load_rows(round_: Round, view: View, grader_rows: list[Row] | None = None) -> list[Row]:
     """Every candidate of the round, sorted by id, with its report of `view` read and validated
     against mlgrade.report/1. BadInput (one line) for an id that is not a folder name, an unreadable
-    or invalid report, a report of the wrong view, or a graded candidate without a report."""
+    or invalid report, a report of the wrong view, or a graded candidate without a report.
+    The candidate view scrubs reasons against the grader-view reports: `grader_rows` when the caller
+    has them already, else read here."""
     from ..report import validate_report  # imported late: `mlgrade list` imports the command module
-    graded = load_rows(round_, "grader") if view == "candidate" else []
-    shown_reason = _reason_for(round_, view, [row.report for row in graded])
+    if view == "candidate" and grader_rows is None:
+        grader_rows = load_rows(round_, "grader")
+    shown_reason = _reason_for(round_, view, [row.report for row in grader_rows or []])
     rows = []
     for entry in round_.entries:
         if CANDIDATE_ID.fullmatch(entry.candidate) is None:
