@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from ..errors import BadInput
+from ..harness.wire import too_deep
 from ..outdir import shown
 
 LEDGER = "ledger.sqlite3"
@@ -102,17 +103,6 @@ def _no_constant(name: str) -> Any:
     raise RoundFileError(f"{name} is not JSON")
 
 
-def _depth(value: Any) -> int:
-    """How deeply value nests lists and dicts, counted without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
 def read_json(path: Path) -> Any:
     """The JSON value in path, or None when there is no such file. RoundFileError (a ValueError, one
     line) when path is not a regular file (a link, a FIFO, a device: opened without following or
@@ -139,16 +129,14 @@ def read_json(path: Path) -> Any:
     if len(data) > MAX_JSON_BYTES:  # it grew while read
         raise RoundFileError(f"over {MAX_JSON_BYTES >> 20} MiB")
     try:
-        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
-    except RecursionError:
-        raise RoundFileError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+        text = data.decode("utf-8")
+        if too_deep(text, MAX_JSON_DEPTH):  # before parsing: json.loads would meet RecursionError
+            raise RoundFileError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        return json.loads(text, parse_constant=_no_constant)
     except RoundFileError:
         raise
     except ValueError as exc:  # not UTF-8, not JSON
         raise RoundFileError(f"not JSON: {' '.join(str(exc).split())[:200]}") from None
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise RoundFileError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-    return value
 
 
 @dataclass(frozen=True)
